@@ -1,0 +1,93 @@
+/*
+ * lull/rcu.h - read-side sections and grace periods.
+ *
+ * lull stands on liburcu's memb flavour.  A *read-side section* is the code
+ * between lull_read_lock() and the matching lull_read_unlock().  Any pointer
+ * lull hands out inside a section (a store snapshot, a registry conn) stays
+ * valid and its bytes unchanged until the *outermost* unlock of the calling
+ * thread; memory retired meanwhile is freed only after every section that
+ * could see it has ended (a grace period).
+ *
+ * Threads are registered with liburcu on their first lull call and
+ * unregistered when they exit; there is nothing to call.  A thread that
+ * registered itself with urcu-memb already is left as it is.
+ *
+ * What a section must not do: block for long (it holds back every deferred
+ * free in the process, so memory grows while it lasts), call lull_barrier()
+ * or any *_destroy / *_shutdown (they wait for grace periods that cannot end
+ * while the caller's own section is open: they return -EDEADLK instead), or
+ * survive its thread (unlock before the thread exits).
+ */
+#ifndef LULL_RCU_H
+#define LULL_RCU_H
+
+#include <lull/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * lull_read_lock - enter a read-side section.
+ *
+ * Nests: only the outermost lock/unlock pair matters.  The fast path (thread
+ * already registered) is a thread-local load, a compare and a store: no
+ * atomic read-modify-write and, where the kernel offers membarrier(2), no
+ * fence.  The first call on a thread registers it (takes liburcu's registry
+ * mutex once).
+ * Threads: any.  Ordering: loads in the section cannot be reordered before
+ * it (paired with the grace-period fence of the writer).
+ * Lifetime: must be matched by lull_read_unlock() on the same thread.
+ */
+LULL_API void lull_read_lock(void);
+
+/*
+ * lull_read_unlock - leave a read-side section.
+ *
+ * Must pair with an earlier lull_read_lock() on the same thread; an
+ * unmatched unlock is a bug in the caller (undefined, as in liburcu).  After
+ * the outermost unlock, no pointer obtained in the section may be used.
+ * Ordering: the section's loads complete before the unlock is visible to a
+ * waiting grace period.
+ */
+LULL_API void lull_read_unlock(void);
+
+/*
+ * lull_read_ongoing - is the calling thread inside a read-side section?
+ *
+ * Returns: true inside a section (at any depth), false otherwise.
+ * Threads: any.  Ordering: none (thread-local).
+ */
+LULL_API bool lull_read_ongoing(void);
+
+/*
+ * lull_synchronize - wait for a grace period.
+ *
+ * Returns when every read-side section that was open when it was called has
+ * ended.  Returns 0, or -EDEADLK (and waits for nothing) when called inside
+ * a section.
+ * Threads: any.  Blocks: yes.  Ordering: full fence on both sides.
+ */
+LULL_API int lull_synchronize(void);
+
+/*
+ * lull_barrier - wait until every deferred free queued before it has run.
+ *
+ * First hands the calling thread's pending batch of retired memory to
+ * liburcu, then waits for liburcu's call_rcu queues to drain.  Retired
+ * memory still batched on *other live* threads (at most LULL_RETIRE_BATCH
+ * objects each) is freed when those threads retire more or exit.  Every
+ * *_destroy ends with a barrier, so a program that destroys what it created
+ * and joins its threads exits clean under valgrind and LeakSanitizer.
+ * Returns: 0, or -EDEADLK (and waits for nothing) inside a section.
+ * Threads: any.  Blocks: yes, for at least one grace period.
+ */
+LULL_API int lull_barrier(void);
+
+/* How many retired objects a thread batches before one call_rcu. */
+#define LULL_RETIRE_BATCH 64
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LULL_RCU_H */

@@ -1,0 +1,77 @@
+/*
+ * lib/internal.h - what lull's layers share and tests may reach.
+ *
+ * Nothing here is exported from the shared library (hidden visibility); the
+ * tests, benchmarks and fuzzers link the static library and may use it.
+ * Names start with lull__ (two underscores) so they never collide with the
+ * public API.
+ */
+#ifndef LULL_INTERNAL_H
+#define LULL_INTERNAL_H
+
+#include <lull/common.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define lull__likely(x)   __builtin_expect(!!(x), 1)
+#define lull__unlikely(x) __builtin_expect(!!(x), 0)
+#define lull__cacheline   64
+
+/* ---- allocation, with a fault-injection hook ----------------------------
+ * Every allocation lull makes goes through these.  Tests arm the hook to make
+ * the Nth allocation from now fail (1: the next one) and sweep N = 1, 2, ...
+ * until a scenario completes without reaching it.  The hook costs one relaxed
+ * load per allocation when disarmed. */
+void *lull__malloc(size_t n);
+void *lull__calloc(size_t n, size_t size);
+void *lull__aligned_alloc(size_t align, size_t n);   /* n rounded up to align */
+void  lull__free(void *p);
+void  lull__fault_arm(unsigned long nth);  /* 0 disarms */
+bool  lull__fault_fired(void);             /* did the armed failure happen? (and disarm) */
+
+/* ---- time --------------------------------------------------------------- */
+uint64_t lull__now_ns(void);  /* CLOCK_MONOTONIC */
+
+/* ---- RCU: thread registration and batched deferred free ------------------
+ * Objects retired by writers are not each given a call_rcu: a thread chains
+ * them and hands the chain to liburcu every LULL_RETIRE_BATCH objects (and
+ * on lull_barrier and at thread exit), one call_rcu per batch.  fn runs after
+ * a grace period, on liburcu's call_rcu thread; it must only free (it may
+ * not take locks a reader holds, nor wait for a grace period). */
+struct lull__deferred {
+    void *rcu_head_space[2];          /* struct rcu_head, kept opaque here */
+    struct lull__deferred *next;
+    void (*fn)(struct lull__deferred *d);
+};
+/* Queue d to run d->fn(d) after a grace period.  Any thread; never fails,
+ * never allocates.  Ordering: everything the caller (and, transitively,
+ * every reader that unlocked before the grace period ends) did happens
+ * before fn runs -- and TSan builds are told so. */
+void lull__defer(struct lull__deferred *d, void (*fn)(struct lull__deferred *));
+
+/* Register the calling thread if it is not (idempotent; the fast path is one
+ * thread-local load). */
+void lull__thread_enter(void);
+
+/* ---- publication that TSan can see -----------------------------------------
+ * liburcu 0.13 is not TSan-aware: its rcu_assign_pointer/rcu_dereference and
+ * its grace periods are invisible to TSan.  lull therefore publishes with its
+ * own release stores and reads with acquire loads (free on x86: plain movs),
+ * and tells TSan about grace periods in TSan builds only. */
+#define lull__store_release(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#define lull__load_acquire(p)     __atomic_load_n((p), __ATOMIC_ACQUIRE)
+#define lull__load_relaxed(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
+#define lull__store_relaxed(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+
+#ifdef LULL_TSAN
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+extern char lull__tsan_grace;   /* the sync object every grace period stands for */
+#define lull__tsan_release(a) __tsan_release(a)
+#define lull__tsan_acquire(a) __tsan_acquire(a)
+#else
+#define lull__tsan_release(a) ((void)0)
+#define lull__tsan_acquire(a) ((void)0)
+#endif
+
+#endif /* LULL_INTERNAL_H */

@@ -1,0 +1,2 @@
+/* lib/registry.c - placeholder until the layer lands */
+#include "internal.h"

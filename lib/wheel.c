@@ -1,0 +1,2 @@
+/* lib/wheel.c - placeholder until the layer lands */
+#include "internal.h"
