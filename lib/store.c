@@ -1,0 +1,822 @@
+/*
+ * lib/store.c - layer 1: the RCU key->value store on liburcu's cds_lfht.
+ *
+ * A snapshot is one allocation, a struct lull_node: the table's link, the
+ * public struct lull_snap, the deferred-free record, then the key and the
+ * value (8-byte aligned).  A lookup touches that one object.
+ *
+ * Writers are optimistic: look up the current node, build a private
+ * candidate (a copy, changed by the caller's fn), then publish it with a
+ * conditional table operation that fails if anything changed meanwhile:
+ *   update of a present key   cds_lfht_replace(old -> new)   fails if old is gone
+ *   insert of an absent key   cds_lfht_add_unique(new)       fails if the key exists
+ *   removal                   cds_lfht_del(old)              fails if old is gone
+ * A failure means another writer published this key first; the fn runs again
+ * on the newer snapshot.  Hence no lost update, and lock-free progress.
+ *
+ * Versions (unique, per key strictly increasing, never reused across delete
+ * and re-insert) come from a hybrid clock instead of one global counter:
+ *   version = hi << LULL_WID_BITS | writer id
+ * where each writer thread owns an id and a private hi that it moves to
+ * max(own hi, hi of the version being replaced, delete watermark) + 1.
+ * Distinct writer ids make versions unique; taking the max makes them grow
+ * per key.  Writers touch no shared counter.
+ *
+ * Re-insert after delete must exceed every version the key had.  A delete
+ * raises a per-bucket watermark (tomb[], indexed by hash) to the removed
+ * version *before* it unlinks the node.  An insert publishes its node with
+ * version 0 ("pending": readers treat it as absent) and only then computes
+ * its version, from the watermark; so every delete that preceded the insert
+ * is seen, with no window in between.  Whoever meets a pending node (the
+ * inserter or any other writer) finalises it with one CAS; exactly one CAS
+ * wins and all adopt its value.  The insert takes effect at that CAS.
+ */
+#include "internal.h"
+
+#include <lull/store.h>
+
+#include <ck_backoff.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <urcu/urcu-memb.h>
+#include <urcu/rculfhash.h>
+
+#define LULL_DEFAULT_KEY_LEN   1024u
+#define LULL_DEFAULT_VALUE_LEN 65536u
+#define LULL_LIMIT_MAX         (1ul << 30)   /* no key or value beyond 1 GiB */
+#define LULL_TOMB_SLOTS        1024u         /* delete watermarks, by hash */
+#define LULL_WID_BITS          12u           /* writer ids 1..4095; 0 is shared */
+#define LULL_WID_MAX           ((1u << LULL_WID_BITS) - 1)
+#define LULL_TABLE_MIN         1024ul        /* buckets an unlimited store starts with */
+#define LULL_TABLE_MAX         (1ul << 26)   /* buckets it may grow to */
+
+struct lull_node {
+    struct cds_lfht_node ht;        /* link in the table (liburcu's) */
+    struct lull_snap snap;          /* what readers get; immutable once published */
+    struct lull__deferred retire;   /* used once the node is unlinked */
+    unsigned char data[];           /* key, padding to 8, value */
+};
+
+struct lull_store {
+    struct cds_lfht *ht;
+    uint64_t seed;                  /* per-store hash seed (hash flooding) */
+    size_t max_keys, max_key_len, max_value_len;
+    uint64_t update_timeout_ns;
+    unsigned long grow_at;          /* resize when nkeys passes it (0: never) */
+    pthread_mutex_t resize_lock;    /* one resizer at a time; never held by readers */
+
+    /* Key count: reserved before an insert publishes, released if it fails
+     * or on delete.  Its own cache line: it is the one counter inserts and
+     * deletes share. */
+    _Alignas(lull__cacheline) long nkeys;
+    _Alignas(lull__cacheline) uint64_t tomb[LULL_TOMB_SLOTS];
+};
+
+/* ------------------------------------------------------------ hashing */
+
+static inline uint64_t lull__mix(uint64_t a, uint64_t b)
+{
+    __uint128_t r = (__uint128_t)a * b;
+    return (uint64_t)r ^ (uint64_t)(r >> 64);
+}
+
+/* A multiply-fold hash (wyhash-style), seeded per store. */
+static uint64_t lull__hash(const void *key, size_t n, uint64_t seed)
+{
+    const unsigned char *p = key;
+    uint64_t h = seed ^ lull__mix(n ^ 0xa0761d6478bd642full, 0xe7037ed1a0b428dbull);
+    uint64_t a, b;
+
+    while (n >= 16) {
+        memcpy(&a, p, 8);
+        memcpy(&b, p + 8, 8);
+        h = lull__mix(a ^ 0x8ebc6af09c88c6e3ull, b ^ h);
+        p += 16;
+        n -= 16;
+    }
+    if (n >= 8) {
+        memcpy(&a, p, 8);
+        h = lull__mix(a ^ 0x589965cc75374cc3ull, h ^ 0x1d8e4e27c47d124full);
+        p += 8;
+        n -= 8;
+    }
+    if (n) {
+        a = 0;
+        memcpy(&a, p, n);
+        h = lull__mix(a ^ 0xa0761d6478bd642full, h ^ 0xe7037ed1a0b428dbull);
+    }
+    return lull__mix(h ^ 0x8ebc6af09c88c6e3ull, h ^ 0x589965cc75374cc3ull);
+}
+
+static inline size_t lull__koff(size_t key_len)
+{
+    return (key_len + 7u) & ~(size_t)7u;
+}
+
+struct lull__key {
+    const void *ptr;
+    size_t len;
+};
+
+static int lull__match(struct cds_lfht_node *n, const void *arg)
+{
+    const struct lull__key *k = arg;
+    struct lull_node *node = caa_container_of(n, struct lull_node, ht);
+    /* Acquire pairs with the release store of snap.key in lull__seal: the
+     * key bytes written before it are visible (liburcu's own publication is
+     * invisible to TSan; this one is not, and costs a plain load on x86). */
+    const void *kp = lull__load_acquire(&node->snap.key);
+    return node->snap.key_len == k->len && memcmp(kp, k->ptr, k->len) == 0;
+}
+
+/* The node's version, or 0 while an insert is pending.  Acquire pairs with
+ * the release that set it (lull__seal for replacements, the CAS in
+ * lull__finalize for inserts), so the value bytes are visible too. */
+static inline uint64_t lull__version(struct lull_node *node)
+{
+    return lull__load_acquire(&node->snap.version);
+}
+
+static struct lull_node *lull__lookup(lull_store *s, const struct lull__key *k, uint64_t hash,
+                                      struct cds_lfht_iter *it)
+{
+    cds_lfht_lookup(s->ht, (unsigned long)hash, lull__match, k, it);
+    struct cds_lfht_node *n = cds_lfht_iter_get_node(it);
+    return n ? caa_container_of(n, struct lull_node, ht) : NULL;
+}
+
+/* ------------------------------------------------------------ versions */
+
+/* Each writer thread's clock, in its own cache line.  Entry 0 is shared by
+ * threads that found no free id (more than LULL_WID_MAX writers at once) and
+ * is advanced with a CAS; the others are owned by one thread at a time and
+ * advanced with plain (relaxed) stores.  An id's clock survives its thread,
+ * so the next owner continues above every version the id issued. */
+static struct {
+    _Alignas(lull__cacheline) uint64_t hi;
+} lull__wclock[LULL_WID_MAX + 1];
+
+static pthread_mutex_t lull__wid_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool lull__wid_used[LULL_WID_MAX + 1];
+static pthread_key_t lull__wid_key;
+static pthread_once_t lull__wid_once = PTHREAD_ONCE_INIT;
+static __thread unsigned lull__my_wid;     /* 0: not yet assigned, or shared */
+static __thread bool lull__my_wid_set;
+
+static void lull__wid_release(void *p)
+{
+    unsigned wid = (unsigned)(uintptr_t)p;
+    /* The mutex orders this thread's last clock store before the next
+     * owner's first load of it. */
+    pthread_mutex_lock(&lull__wid_lock);
+    lull__wid_used[wid] = false;
+    pthread_mutex_unlock(&lull__wid_lock);
+}
+
+static void lull__wid_make_key(void)
+{
+    (void)pthread_key_create(&lull__wid_key, lull__wid_release);
+}
+
+static void lull__wid_assign(void)
+{
+    pthread_once(&lull__wid_once, lull__wid_make_key);
+    pthread_mutex_lock(&lull__wid_lock);
+    for (unsigned i = 1; i <= LULL_WID_MAX; i++) {
+        if (!lull__wid_used[i]) {
+            if (pthread_setspecific(lull__wid_key, (void *)(uintptr_t)i) != 0)
+                break;      /* could not arrange the release: use the shared id */
+            lull__wid_used[i] = true;
+            lull__my_wid = i;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&lull__wid_lock);
+    lull__my_wid_set = true;
+}
+
+/* A new version above @floor (the replaced version, or the watermark). */
+static uint64_t lull__next_version(uint64_t floor)
+{
+    if (lull__unlikely(!lull__my_wid_set))
+        lull__wid_assign();
+    unsigned wid = lull__my_wid;
+    uint64_t fhi = floor >> LULL_WID_BITS;
+
+    if (lull__likely(wid != 0)) {
+        /* Owned by this thread: relaxed is enough, nobody else writes it. */
+        uint64_t hi = lull__load_relaxed(&lull__wclock[wid].hi);
+        hi = (hi > fhi ? hi : fhi) + 1;
+        lull__store_relaxed(&lull__wclock[wid].hi, hi);
+        return hi << LULL_WID_BITS | wid;
+    }
+    /* Shared id 0: a CAS makes each hi handed out distinct.  Relaxed: the
+     * value itself is all that is shared. */
+    uint64_t hi = lull__load_relaxed(&lull__wclock[0].hi), next;
+    do {
+        next = (hi > fhi ? hi : fhi) + 1;
+    } while (!__atomic_compare_exchange_n(&lull__wclock[0].hi, &hi, next, true,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return next << LULL_WID_BITS;
+}
+
+static inline uint64_t *lull__tomb(lull_store *s, uint64_t hash)
+{
+    return &s->tomb[(hash >> 32) & (LULL_TOMB_SLOTS - 1)];
+}
+
+/* Raise the delete watermark to at least v.  Called before cds_lfht_del,
+ * whose full barrier orders this store before the unlink; an insert that
+ * finds the key gone reads it after its own add_unique barrier. */
+static void lull__tomb_raise(lull_store *s, uint64_t hash, uint64_t v)
+{
+    uint64_t *t = lull__tomb(s, hash);
+    uint64_t cur = lull__load_relaxed(t);
+    while (cur < v && !__atomic_compare_exchange_n(t, &cur, v, true,
+                                                   __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+/* Give a pending (just inserted) node its version.  Any writer that meets
+ * the node may do it; the first CAS wins, the others adopt its value.
+ * Release pairs with lull__version's acquire: readers that see the version
+ * see the node's bytes.  The watermark load follows the node's publication
+ * (add_unique's full barrier), so it sees every delete that preceded it. */
+static uint64_t lull__finalize(lull_store *s, struct lull_node *node, uint64_t hash)
+{
+    uint64_t v = lull__version(node);
+    if (v)
+        return v;
+    uint64_t mine = lull__next_version(lull__load_relaxed(lull__tomb(s, hash)));
+    if (__atomic_compare_exchange_n(&node->snap.version, &v, mine, false,
+                                    __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
+        return mine;
+    return v;   /* another writer finalised it first: v is its version */
+}
+
+/* ------------------------------------------------------------ nodes */
+
+struct lull__wbuf {                 /* what the lull_buf an update fn gets really is */
+    struct lull_buf buf;            /* first: lull_buf_resize casts back */
+    struct lull_node *node;         /* the candidate; buf.data points into it */
+    size_t cap;                     /* value bytes the candidate can hold */
+    size_t max;                     /* the store's max_value_len */
+    size_t key_len;
+};
+
+static void lull__node_free_deferred(struct lull__deferred *d)
+{
+    lull__free(caa_container_of(d, struct lull_node, retire));
+}
+
+static void lull__node_retire(struct lull_node *node)
+{
+    lull__defer(&node->retire, lull__node_free_deferred);
+}
+
+static struct lull_node *lull__node_alloc(const void *key, size_t key_len, size_t cap)
+{
+    struct lull_node *n = lull__malloc(sizeof(*n) + lull__koff(key_len) + cap);
+    if (!n)
+        return NULL;
+    memcpy(n->data, key, key_len);
+    n->snap.key_len = key_len;
+    n->snap.key = NULL;             /* set by lull__seal */
+    n->snap.value = n->data + lull__koff(key_len);
+    n->snap.value_len = 0;
+    n->snap.version = 0;
+    return n;
+}
+
+/* Make the candidate ready to publish.  The release store of snap.key is the
+ * seal lull__match's acquire pairs with; version 0 leaves it pending. */
+static void lull__seal(struct lull_node *n, size_t value_len, uint64_t version)
+{
+    n->snap.value_len = value_len;
+    lull__store_release(&n->snap.version, version);
+    lull__store_release(&n->snap.key, (const void *)n->data);
+}
+
+int lull_buf_resize(struct lull_buf *b, size_t len)
+{
+    if (!b)
+        return -EINVAL;
+    struct lull__wbuf *w = (struct lull__wbuf *)b;
+    if (len > w->max)
+        return -EFBIG;
+    if (len > w->cap) {
+        size_t cap = w->cap * 2 > len ? w->cap * 2 : len;
+        if (cap > w->max)
+            cap = w->max;
+        struct lull_node *n = lull__node_alloc(w->node->data, w->key_len, cap);
+        if (!n)
+            return -ENOMEM;
+        memcpy((void *)n->snap.value, b->data, b->len);
+        lull__free(w->node);
+        w->node = n;
+        w->cap = cap;
+        b->data = (void *)n->snap.value;
+    }
+    if (len > b->len)
+        memset((char *)b->data + b->len, 0, len - b->len);
+    b->len = len;
+    return 0;
+}
+
+/* ------------------------------------------------------------ create/destroy */
+
+static unsigned long lull__pow2_at_least(unsigned long n)
+{
+    unsigned long p = 1;
+    while (p < n && p < (1ul << 62))
+        p <<= 1;
+    return p;
+}
+
+lull_store *lull_store_create(const struct lull_store_opts *opts)
+{
+    struct lull_store_opts o = opts ? *opts : (struct lull_store_opts){0};
+    if (!o.max_key_len)
+        o.max_key_len = LULL_DEFAULT_KEY_LEN;
+    if (!o.max_value_len)
+        o.max_value_len = LULL_DEFAULT_VALUE_LEN;
+    if (o.max_key_len > LULL_LIMIT_MAX || o.max_value_len > LULL_LIMIT_MAX ||
+        o.max_keys > (size_t)LONG_MAX / 2) {
+        errno = EINVAL;
+        return NULL;
+    }
+
+    lull_store *s = lull__aligned_alloc(lull__cacheline, sizeof(*s));
+    if (!s) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    memset(s, 0, sizeof(*s));
+    s->max_keys = o.max_keys;
+    s->max_key_len = o.max_key_len;
+    s->max_value_len = o.max_value_len;
+    s->update_timeout_ns = o.update_timeout_ns;
+    if (getrandom(&s->seed, sizeof(s->seed), GRND_NONBLOCK) != sizeof(s->seed))
+        s->seed = lull__now_ns() ^ (uint64_t)(uintptr_t)s;
+    pthread_mutex_init(&s->resize_lock, NULL);
+
+    /* The table's size is lull's to control: liburcu 0.13's auto-resize is
+     * erratic at a million keys.  With max_keys the table is sized for it at
+     * once and never resized; otherwise it starts small and is grown by the
+     * writer that crosses grow_at, outside any read-side section.  max_nr
+     * buckets makes liburcu pick its mmap back-end: the bucket array is
+     * reserved (virtual) up front and populated as the table grows. */
+    unsigned long init = LULL_TABLE_MIN, max = LULL_TABLE_MAX;
+    if (o.max_keys) {
+        init = lull__pow2_at_least(o.max_keys);
+        if (init < LULL_TABLE_MIN)
+            init = LULL_TABLE_MIN;
+        if (init > LULL_TABLE_MAX)
+            init = LULL_TABLE_MAX;
+        max = init;
+    } else {
+        s->grow_at = init;
+    }
+    s->ht = cds_lfht_new_flavor(init, LULL_TABLE_MIN, max, 0, &urcu_memb_flavor, NULL);
+    if (!s->ht) {
+        pthread_mutex_destroy(&s->resize_lock);
+        lull__free(s);
+        errno = ENOMEM;
+        return NULL;
+    }
+    return s;
+}
+
+int lull_store_destroy(lull_store *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (lull_read_ongoing())
+        return -EDEADLK;
+
+    /* Unlink everything, then free it after a grace period. */
+    struct cds_lfht_iter it;
+    struct lull_node *node;
+    struct lull__deferred *dead = NULL;
+    lull_read_lock();
+    cds_lfht_for_each_entry(s->ht, &it, node, ht) {
+        if (cds_lfht_del(s->ht, &node->ht) == 0) {
+            node->retire.next = dead;
+            dead = &node->retire;
+        }
+    }
+    lull_read_unlock();
+    lull_synchronize();
+    while (dead) {
+        struct lull__deferred *next = dead->next;
+        lull__node_free_deferred(dead);
+        dead = next;
+    }
+    cds_lfht_destroy(s->ht, NULL);
+    pthread_mutex_destroy(&s->resize_lock);
+    lull_barrier();         /* snapshots retired earlier are freed too */
+    lull__free(s);
+    return 0;
+}
+
+/* Grow an unlimited store's table.  Called by a writer after its publish,
+ * outside any section (cds_lfht_resize waits for grace periods); one thread
+ * resizes, the others go on (the table stays fully usable meanwhile). */
+static void lull__maybe_grow(lull_store *s)
+{
+    unsigned long at = lull__load_relaxed(&s->grow_at);
+    if (!at || (unsigned long)lull__load_relaxed(&s->nkeys) <= at || lull_read_ongoing())
+        return;
+    if (pthread_mutex_trylock(&s->resize_lock) != 0)
+        return;
+    at = s->grow_at;
+    long n = lull__load_relaxed(&s->nkeys);
+    if (at && n > 0 && (unsigned long)n > at) {
+        unsigned long size = lull__pow2_at_least((unsigned long)n * 2);
+        if (size > LULL_TABLE_MAX)
+            size = LULL_TABLE_MAX;
+        cds_lfht_resize(s->ht, size);
+        /* Relaxed: grow_at is a hint for the unlocked check above; the
+         * mutex orders it for resizers. */
+        lull__store_relaxed(&s->grow_at, size >= LULL_TABLE_MAX ? 0 : size);
+    }
+    pthread_mutex_unlock(&s->resize_lock);
+}
+
+/* ------------------------------------------------------------ readers */
+
+static inline bool lull__key_ok(const lull_store *s, const void *key, size_t key_len)
+{
+    return s && key && key_len && key_len <= s->max_key_len;
+}
+
+const struct lull_snap *lull_store_get(lull_store *s, const void *key, size_t key_len)
+{
+    if (!lull__key_ok(s, key, key_len))
+        return NULL;
+    struct lull__key k = { key, key_len };
+    struct cds_lfht_iter it;
+    struct lull_node *node = lull__lookup(s, &k, lull__hash(key, key_len, s->seed), &it);
+    if (!node || !lull__version(node))
+        return NULL;        /* absent, or an insert not yet finalised */
+    return &node->snap;
+}
+
+int lull_store_read(lull_store *s, const void *key, size_t key_len,
+                    void *buf, size_t cap, size_t *value_len, uint64_t *version)
+{
+    if (!lull__key_ok(s, key, key_len) || (!buf && cap))
+        return -EINVAL;
+    int rc = 0;
+    lull_read_lock();
+    const struct lull_snap *snap = lull_store_get(s, key, key_len);
+    if (!snap) {
+        rc = -ENOENT;
+    } else {
+        if (value_len)
+            *value_len = snap->value_len;
+        if (snap->value_len > cap) {
+            rc = -ENOBUFS;
+        } else {
+            if (snap->value_len)
+                memcpy(buf, snap->value, snap->value_len);
+            if (version)
+                *version = snap->version;
+        }
+    }
+    lull_read_unlock();
+    return rc;
+}
+
+int lull_store_foreach(lull_store *s, int (*fn)(const struct lull_snap *, void *), void *arg)
+{
+    if (!s || !fn)
+        return -EINVAL;
+    struct cds_lfht_iter it;
+    struct lull_node *node;
+    int rc = 0;
+    lull_read_lock();
+    cds_lfht_for_each_entry(s->ht, &it, node, ht) {
+        if (!lull__version(node))
+            continue;
+        rc = fn(&node->snap, arg);
+        if (rc)
+            break;
+    }
+    lull_read_unlock();
+    return rc;
+}
+
+size_t lull_store_count(lull_store *s)
+{
+    if (!s)
+        return 0;
+    long n = lull__load_relaxed(&s->nkeys);
+    return n > 0 ? (size_t)n : 0;
+}
+
+/* ------------------------------------------------------------ the writer */
+
+/* Reserve room for one more key.  Relaxed: the count is a number, not a
+ * publication; the table's own barriers order the insert itself. */
+static bool lull__reserve(lull_store *s)
+{
+    if (!s->max_keys) {
+        __atomic_fetch_add(&s->nkeys, 1, __ATOMIC_RELAXED);
+        return true;
+    }
+    long n = lull__load_relaxed(&s->nkeys);
+    do {
+        if (n >= (long)s->max_keys)
+            return false;
+    } while (!__atomic_compare_exchange_n(&s->nkeys, &n, n + 1, true,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return true;
+}
+
+static void lull__unreserve(lull_store *s)
+{
+    __atomic_fetch_sub(&s->nkeys, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * The one write path.  put, put_if, delete, delete_if and update all come
+ * here with their own fn.  @prefill: copy the current value into the
+ * candidate before fn runs (update); put-like callers fill it themselves.
+ * @cap_hint: value bytes to allocate the candidate with.  @publishes: false
+ * for deletes, which need no candidate (and so never allocate).
+ */
+static int lull__write(lull_store *s, const void *key, size_t key_len,
+                       lull_update_fn fn, void *arg, struct lull_update_info *info,
+                       bool prefill, size_t cap_hint, bool publishes)
+{
+    const struct lull__key k = { key, key_len };
+    const uint64_t hash = lull__hash(key, key_len, s->seed);
+    const uint64_t start = s->update_timeout_ns ? lull__now_ns() : 0;
+    struct lull__wbuf w = { .max = s->max_value_len, .key_len = key_len };
+    struct lull_update_info res = { LULL_UNCHANGED, 0, 0 };
+    ck_backoff_t backoff = 1u << 4;
+    bool grew = false;
+    int rc;
+
+    for (;;) {
+        struct cds_lfht_iter it;
+        lull_read_lock();
+        struct lull_node *cur = lull__lookup(s, &k, hash, &it);
+        uint64_t cur_v = cur ? lull__finalize(s, cur, hash) : 0;
+        size_t need = cur && prefill ? cur->snap.value_len : cap_hint;
+
+        if (publishes && (!w.node || w.cap < need)) {
+            lull__free(w.node);
+            w.node = lull__node_alloc(key, key_len, need);
+            w.cap = need;
+            if (!w.node) {
+                rc = -ENOMEM;
+                goto out_unlock;
+            }
+        }
+        w.buf.data = w.node ? (void *)w.node->snap.value : NULL;
+        w.buf.len = 0;
+        if (cur && prefill) {
+            memcpy(w.buf.data, cur->snap.value, cur->snap.value_len);
+            w.buf.len = cur->snap.value_len;
+        }
+
+        res.attempts++;
+        rc = fn(cur ? &cur->snap : NULL, &w.buf, arg);
+        if (rc < 0)
+            goto out_unlock;
+        if (rc == LULL_KEEP || (rc == LULL_REMOVE && !cur)) {
+            res.outcome = LULL_UNCHANGED;
+            res.version = cur_v;
+            rc = 0;
+            goto out_unlock;
+        }
+        if (rc == LULL_REMOVE) {
+            lull__tomb_raise(s, hash, cur_v);
+            if (cds_lfht_del(s->ht, &cur->ht) == 0) {
+                lull__unreserve(s);
+                lull__node_retire(cur);
+                res.outcome = LULL_REMOVED;
+                res.version = cur_v;
+                rc = 0;
+                goto out_unlock;
+            }
+        } else if (rc == LULL_PUBLISH) {
+            /* fn may shrink next->len but not grow it past the candidate or
+             * move data: only lull_buf_resize grows it. */
+            if (!w.node || w.buf.data != (void *)w.node->snap.value || w.buf.len > w.cap) {
+                rc = -EINVAL;
+                goto out_unlock;
+            }
+            if (cur) {
+                uint64_t v = lull__next_version(cur_v);
+                lull__seal(w.node, w.buf.len, v);
+                if (cds_lfht_replace(s->ht, &it, (unsigned long)hash, lull__match, &k,
+                                     &w.node->ht) == 0) {
+                    lull__node_retire(cur);
+                    w.node = NULL;
+                    res.outcome = LULL_UPDATED;
+                    res.version = v;
+                    rc = 0;
+                    goto out_unlock;
+                }
+            } else {
+                if (!lull__reserve(s)) {
+                    rc = -ENOSPC;
+                    goto out_unlock;
+                }
+                lull__seal(w.node, w.buf.len, 0);   /* pending: readers see no key yet */
+                struct cds_lfht_node *got = cds_lfht_add_unique(s->ht, (unsigned long)hash,
+                                                                lull__match, &k, &w.node->ht);
+                if (got == &w.node->ht) {
+                    res.version = lull__finalize(s, w.node, hash);
+                    res.outcome = LULL_INSERTED;
+                    w.node = NULL;
+                    grew = true;
+                    rc = 0;
+                    goto out_unlock;
+                }
+                lull__unreserve(s);
+            }
+        } else {
+            rc = -EINVAL;   /* fn returned none of the documented values */
+            goto out_unlock;
+        }
+
+        /* Another writer published this key first: back off, look again. */
+        lull_read_unlock();
+        if (s->update_timeout_ns && lull__now_ns() - start >= s->update_timeout_ns) {
+            rc = -ETIMEDOUT;
+            goto out;
+        }
+        ck_backoff_eb(&backoff);
+        if (backoff > (1u << 12))
+            backoff = 1u << 12;
+    }
+
+out_unlock:
+    lull_read_unlock();
+out:
+    lull__free(w.node);
+    if (rc == 0 && info)
+        *info = res;
+    else if (info)
+        info->attempts = res.attempts;
+    if (grew)
+        lull__maybe_grow(s);
+    return rc;
+}
+
+static inline int lull__check_value(const lull_store *s, const void *value, size_t value_len)
+{
+    if (!value && value_len)
+        return -EINVAL;
+    if (value_len > s->max_value_len)
+        return -EFBIG;
+    return 0;
+}
+
+struct lull__put_arg {
+    const void *value;
+    size_t value_len;
+    uint64_t expected;
+    bool conditional;
+};
+
+static int lull__put_fn(const struct lull_snap *cur, struct lull_buf *next, void *arg)
+{
+    const struct lull__put_arg *a = arg;
+    if (a->conditional && (cur ? cur->version : 0) != a->expected)
+        return -ESTALE;
+    /* The candidate was allocated with value_len bytes (cap_hint). */
+    next->len = a->value_len;
+    if (a->value_len)
+        memcpy(next->data, a->value, a->value_len);
+    return LULL_PUBLISH;
+}
+
+static int lull__put(lull_store *s, const void *key, size_t key_len, const void *value,
+                     size_t value_len, const struct lull__put_arg *a, uint64_t *version)
+{
+    if (!lull__key_ok(s, key, key_len))
+        return -EINVAL;
+    int rc = lull__check_value(s, value, value_len);
+    if (rc)
+        return rc;
+    struct lull_update_info info;
+    rc = lull__write(s, key, key_len, lull__put_fn, (void *)a, &info, false, value_len, true);
+    if (rc == 0 && version)
+        *version = info.version;
+    return rc;
+}
+
+int lull_store_put(lull_store *s, const void *key, size_t key_len,
+                   const void *value, size_t value_len, uint64_t *version)
+{
+    struct lull__put_arg a = { value, value_len, 0, false };
+    return lull__put(s, key, key_len, value, value_len, &a, version);
+}
+
+int lull_store_put_if(lull_store *s, const void *key, size_t key_len,
+                      const void *value, size_t value_len, uint64_t expected, uint64_t *version)
+{
+    struct lull__put_arg a = { value, value_len, expected, true };
+    return lull__put(s, key, key_len, value, value_len, &a, version);
+}
+
+static int lull__delete_fn(const struct lull_snap *cur, struct lull_buf *next, void *arg)
+{
+    const struct lull__put_arg *a = arg;
+    if (!cur)
+        return -ENOENT;
+    if (a->conditional && cur->version != a->expected)
+        return -ESTALE;
+    return LULL_REMOVE;
+}
+
+static int lull__delete(lull_store *s, const void *key, size_t key_len, const struct lull__put_arg *a)
+{
+    if (!lull__key_ok(s, key, key_len))
+        return -EINVAL;
+    return lull__write(s, key, key_len, lull__delete_fn, (void *)a, NULL, false, 0, false);
+}
+
+int lull_store_delete(lull_store *s, const void *key, size_t key_len)
+{
+    struct lull__put_arg a = { NULL, 0, 0, false };
+    return lull__delete(s, key, key_len, &a);
+}
+
+int lull_store_delete_if(lull_store *s, const void *key, size_t key_len, uint64_t expected)
+{
+    struct lull__put_arg a = { NULL, 0, expected, true };
+    return lull__delete(s, key, key_len, &a);
+}
+
+int lull_store_update(lull_store *s, const void *key, size_t key_len,
+                      lull_update_fn fn, void *arg, struct lull_update_info *info)
+{
+    if (!lull__key_ok(s, key, key_len) || !fn)
+        return -EINVAL;
+    return lull__write(s, key, key_len, fn, arg, info, true, 0, true);
+}
+
+/* ------------------------------------------------------------ checker */
+
+static unsigned long lull__bitrev(unsigned long v)
+{
+    unsigned long r = 0;
+    for (unsigned i = 0; i < sizeof(v) * 8; i++, v >>= 1)
+        r = (r << 1) | (v & 1);
+    return r;
+}
+
+int lull_store_check(lull_store *s, FILE *out)
+{
+    if (!s)
+        return -EINVAL;
+    int bad = 0;
+    long seen = 0;
+    struct cds_lfht_iter it, it2;
+    struct lull_node *node;
+
+#define LULL_BAD(...) do { bad++; if (out) fprintf(out, "lull_store_check: " __VA_ARGS__); } while (0)
+    lull_read_lock();
+    cds_lfht_for_each_entry(s->ht, &it, node, ht) {
+        uint64_t v = lull__version(node);
+        if (!v)
+            continue;           /* an insert in progress */
+        seen++;
+        const struct lull_snap *sn = &node->snap;
+        if (sn->key != node->data || sn->value != node->data + lull__koff(sn->key_len))
+            LULL_BAD("node %p: pointers do not point into the node\n", (void *)node);
+        if (!sn->key_len || sn->key_len > s->max_key_len)
+            LULL_BAD("node %p: key length %zu out of range\n", (void *)node, sn->key_len);
+        if (sn->value_len > s->max_value_len)
+            LULL_BAD("node %p: value length %zu over the limit\n", (void *)node, sn->value_len);
+        uint64_t h = lull__hash(sn->key, sn->key_len, s->seed);
+        if (lull__bitrev(node->ht.reverse_hash) != (unsigned long)h)
+            LULL_BAD("node %p: stored hash does not match its key\n", (void *)node);
+        struct lull__key k = { sn->key, sn->key_len };
+        if (lull__lookup(s, &k, h, &it2) != node)
+            LULL_BAD("node %p: a lookup of its key finds another node (duplicate key)\n",
+                     (void *)node);
+        uint64_t hi = v >> LULL_WID_BITS, wid = v & LULL_WID_MAX;
+        if (!hi || hi > lull__load_relaxed(&lull__wclock[wid].hi))
+            LULL_BAD("node %p: version %llu was never issued by writer %llu\n", (void *)node,
+                     (unsigned long long)v, (unsigned long long)wid);
+    }
+    lull_read_unlock();
+    long n = lull__load_relaxed(&s->nkeys);
+    if (n != seen)
+        LULL_BAD("counter says %ld keys, the table holds %ld\n", n, seen);
+    if (s->max_keys && seen > (long)s->max_keys)
+        LULL_BAD("%ld keys exceed max_keys %zu\n", seen, s->max_keys);
+#undef LULL_BAD
+    return bad;
+}
