@@ -11,7 +11,9 @@ pkgs=(
   liburcu-dev                        # RCU (memb flavour) and cds_lfht
   libck-dev                          # Concurrency Kit: atomics, backoff, bitmaps
   libcmocka-dev                      # unit tests
-  libbenchmark-dev                   # benchmark harness (through bench/shim)
+  libbenchmark-dev g++               # benchmark harness (through bench/shim)
+  gnuplot-nox python3                # benchmark report: plots, JSON post-processing
+  valgrind                           # instruction counts (scripts/callgrind.sh)
   clang                              # libFuzzer and a second compiler
   libclang-rt-14-dev                 # sanitizer and libFuzzer runtimes for clang
 )
