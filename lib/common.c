@@ -8,7 +8,9 @@
 
 const char *lull_strerror(int err)
 {
-    switch (err < 0 ? -err : err) {
+    /* Negate as unsigned: -INT_MIN would overflow. */
+    unsigned code = err < 0 ? 0u - (unsigned)err : (unsigned)err;
+    switch (code) {
     case 0:           return "success";
     case EINVAL:      return "invalid argument";
     case ENOMEM:      return "out of memory (nothing changed)";

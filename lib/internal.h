@@ -49,6 +49,16 @@ struct lull__deferred {
  * before fn runs -- and TSan builds are told so. */
 void lull__defer(struct lull__deferred *d, void (*fn)(struct lull__deferred *));
 
+/* Backpressure: objects handed to call_rcu and not yet freed are capped near
+ * LULL_INFLIGHT_MAX.  A writer calls lull__defer_throttle() before it
+ * starts, outside its own section; past the cap it waits until liburcu's
+ * call_rcu thread has caught up (a no-op inside a read-side section or on
+ * the call_rcu thread, where waiting would deadlock).  So retired memory
+ * stays bounded however fast writers go: at most about LULL_INFLIGHT_MAX
+ * objects queued plus LULL_RETIRE_BATCH per thread. */
+#define LULL_INFLIGHT_MAX 65536
+void lull__defer_throttle(void);
+
 /* Register the calling thread if it is not (idempotent; the fast path is one
  * thread-local load). */
 void lull__thread_enter(void);

@@ -39,6 +39,12 @@ struct lull__tls {
 };
 static __thread struct lull__tls lull__tls;
 
+/* Objects handed to call_rcu and not yet freed, all threads together.  Added
+ * to once per batch at flush, subtracted once per batch after it ran: one
+ * shared cache line touched every LULL_RETIRE_BATCH retirements.  Relaxed:
+ * it is a gauge for backpressure, not a publication. */
+static long lull__inflight;
+
 static pthread_key_t lull__exit_key;
 static pthread_once_t lull__exit_once = PTHREAD_ONCE_INIT;
 
@@ -109,12 +115,15 @@ static void lull__run_batch(struct rcu_head *head)
      * that just ended made every such release happen before this point. */
     lull__tsan_acquire(&lull__tsan_grace);
     lull__tls.in_deferred = true;
+    long n = 0;
     while (d) {
         struct lull__deferred *next = d->next;
         d->fn(d);
         d = next;
+        n++;
     }
     lull__tls.in_deferred = false;
+    __atomic_fetch_sub(&lull__inflight, n, __ATOMIC_RELAXED);
     lull__tsan_release(&lull__tsan_barrier);   /* pairs with lull_barrier's acquire */
 }
 
@@ -123,6 +132,7 @@ static void lull__flush(void)
     struct lull__deferred *head = lull__tls.batch;
     if (!head)
         return;
+    __atomic_fetch_add(&lull__inflight, (long)lull__tls.nbatch, __ATOMIC_RELAXED);
     lull__tls.batch = NULL;
     lull__tls.nbatch = 0;
     /* The retiring thread's own accesses happen before the free. */
@@ -138,6 +148,18 @@ void lull__defer(struct lull__deferred *d, void (*fn)(struct lull__deferred *))
     lull__tls.batch = d;
     if (++lull__tls.nbatch >= LULL_RETIRE_BATCH)
         lull__flush();
+}
+
+void lull__defer_throttle(void)
+{
+    if (lull__likely(lull__load_relaxed(&lull__inflight) < LULL_INFLIGHT_MAX))
+        return;
+    /* liburcu's one call_rcu thread is behind the writers: wait until it
+     * has freed what is queued.  Not inside a section (the grace period
+     * would wait for us) nor on the call_rcu thread itself. */
+    if (lull__tls.in_deferred || lull_read_ongoing())
+        return;
+    urcu_memb_barrier();
 }
 
 int lull_synchronize(void)

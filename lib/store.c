@@ -563,6 +563,7 @@ static int lull__write(lull_store *s, const void *key, size_t key_len,
     bool grew = false;
     int rc;
 
+    lull__defer_throttle();     /* retired snapshots stay bounded */
     for (;;) {
         struct cds_lfht_iter it;
         lull_read_lock();
@@ -609,6 +610,10 @@ static int lull__write(lull_store *s, const void *key, size_t key_len,
         } else if (rc == LULL_PUBLISH) {
             /* fn may shrink next->len but not grow it past the candidate or
              * move data: only lull_buf_resize grows it. */
+            if (w.buf.len > w.max) {
+                rc = -EFBIG;
+                goto out_unlock;
+            }
             if (!w.node || w.buf.data != (void *)w.node->snap.value || w.buf.len > w.cap) {
                 rc = -EINVAL;
                 goto out_unlock;
