@@ -50,7 +50,7 @@ bool lull__fault_fired(void)
     return hit;
 }
 
-static bool lull__fault_now(void)
+bool lull__fault_now(void)
 {
     unsigned long c = __atomic_load_n(&lull__fault_countdown, __ATOMIC_RELAXED);
     while (lull__unlikely(c != 0)) {

@@ -28,6 +28,7 @@ void *lull__aligned_alloc(size_t align, size_t n);   /* n rounded up to align */
 void  lull__free(void *p);
 void  lull__fault_arm(unsigned long nth);  /* 0 disarms */
 bool  lull__fault_fired(void);             /* did the armed failure happen? (and disarm) */
+bool  lull__fault_now(void);               /* for allocators of lull's own: fail this one? */
 
 /* ---- time --------------------------------------------------------------- */
 uint64_t lull__now_ns(void);  /* CLOCK_MONOTONIC */

@@ -31,7 +31,7 @@
  * inserter or any other writer) finalises it with one CAS; exactly one CAS
  * wins and all adopt its value.  The insert takes effect at that CAS.
  */
-#include "internal.h"
+#include "store_internal.h"
 
 #include <lull/store.h>
 
@@ -53,13 +53,6 @@
 #define LULL_WID_MAX           ((1u << LULL_WID_BITS) - 1)
 #define LULL_TABLE_MIN         1024ul        /* buckets an unlimited store starts with */
 #define LULL_TABLE_MAX         (1ul << 26)   /* buckets it may grow to */
-
-struct lull_node {
-    struct cds_lfht_node ht;        /* link in the table (liburcu's) */
-    struct lull_snap snap;          /* what readers get; immutable once published */
-    struct lull__deferred retire;   /* used once the node is unlinked */
-    unsigned char data[];           /* key, padding to 8, value */
-};
 
 struct lull_store {
     struct cds_lfht *ht;
@@ -110,11 +103,6 @@ static uint64_t lull__hash(const void *key, size_t n, uint64_t seed)
         h = lull__mix(a ^ 0xa0761d6478bd642full, h ^ 0xe7037ed1a0b428dbull);
     }
     return lull__mix(h ^ 0x8ebc6af09c88c6e3ull, h ^ 0x589965cc75374cc3ull);
-}
-
-static inline size_t lull__koff(size_t key_len)
-{
-    return (key_len + 7u) & ~(size_t)7u;
 }
 
 struct lull__key {
@@ -268,19 +256,11 @@ struct lull__wbuf {                 /* what the lull_buf an update fn gets reall
     size_t key_len;
 };
 
-static void lull__node_free_deferred(struct lull__deferred *d)
-{
-    lull__free(caa_container_of(d, struct lull_node, retire));
-}
-
-static void lull__node_retire(struct lull_node *node)
-{
-    lull__defer(&node->retire, lull__node_free_deferred);
-}
-
+/* A candidate node holding the key, with room for at least cap value bytes
+ * (n->cap: how many it really has; nodes come in size classes). */
 static struct lull_node *lull__node_alloc(const void *key, size_t key_len, size_t cap)
 {
-    struct lull_node *n = lull__malloc(sizeof(*n) + lull__koff(key_len) + cap);
+    struct lull_node *n = lull__node_get(key_len, cap);
     if (!n)
         return NULL;
     memcpy(n->data, key, key_len);
@@ -316,9 +296,9 @@ int lull_buf_resize(struct lull_buf *b, size_t len)
         if (!n)
             return -ENOMEM;
         memcpy((void *)n->snap.value, b->data, b->len);
-        lull__free(w->node);
+        lull__node_put(w->node);
         w->node = n;
-        w->cap = cap;
+        w->cap = n->cap;
         b->data = (void *)n->snap.value;
     }
     if (len > b->len)
@@ -413,12 +393,13 @@ int lull_store_destroy(lull_store *s)
     lull_synchronize();
     while (dead) {
         struct lull__deferred *next = dead->next;
-        lull__node_free_deferred(dead);
+        lull__node_free(caa_container_of(dead, struct lull_node, retire));
         dead = next;
     }
     cds_lfht_destroy(s->ht, NULL);
     pthread_mutex_destroy(&s->resize_lock);
-    lull_barrier();         /* snapshots retired earlier are freed too */
+    lull_barrier();         /* snapshots retired earlier are recycled or freed too */
+    lull__node_trim();      /* and the recycled ones handed back to malloc */
     lull__free(s);
     return 0;
 }
@@ -572,13 +553,13 @@ static int lull__write(lull_store *s, const void *key, size_t key_len,
         size_t need = cur && prefill ? cur->snap.value_len : cap_hint;
 
         if (publishes && (!w.node || w.cap < need)) {
-            lull__free(w.node);
+            lull__node_put(w.node);
             w.node = lull__node_alloc(key, key_len, need);
-            w.cap = need;
             if (!w.node) {
                 rc = -ENOMEM;
                 goto out_unlock;
             }
+            w.cap = w.node->cap;
         }
         w.buf.data = w.node ? (void *)w.node->snap.value : NULL;
         w.buf.len = 0;
@@ -667,7 +648,7 @@ static int lull__write(lull_store *s, const void *key, size_t key_len,
 out_unlock:
     lull_read_unlock();
 out:
-    lull__free(w.node);
+    lull__node_put(w.node);
     if (rc == 0 && info)
         *info = res;
     else if (info)

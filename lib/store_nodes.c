@@ -1,0 +1,214 @@
+/*
+ * lib/store_nodes.c - where the store's nodes come from and go back to.
+ *
+ * Every update allocates one node and retires one.  Freeing the retired node
+ * with free() after its grace period costs more than the update itself: it
+ * runs on liburcu's call_rcu thread, walks cold memory, and contends with the
+ * writer's malloc for glibc's arena (the ~400 ns an update a prototype saw).
+ * So nodes are recycled instead, in size classes:
+ *
+ *   writer thread: cache[cls]  --get-->  candidate  --publish-->  in the table
+ *        ^                                                           |
+ *        | takes a whole chain (one exchange)                        | unlinked
+ *        |                                                           v
+ *   shared pool[cls]  <--push (one CAS)--  call_rcu thread  <--  batch of 64
+ *                                          after a grace period
+ *
+ * A pool holds at most LULL_POOL_BYTES per class; past that, and for nodes
+ * over the largest class, nodes go back to free().  Under AddressSanitizer
+ * nodes are never recycled, so a snapshot used after its grace period is
+ * still reported as a use-after-free.
+ */
+#include "store_internal.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define LULL_RECYCLE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LULL_RECYCLE 0
+#endif
+#endif
+#ifndef LULL_RECYCLE
+#define LULL_RECYCLE 1
+#endif
+
+/* Allocation sizes, header included: steps of a half power of two, so at
+ * most a third of a node is slack.  Larger nodes are plain malloc. */
+static const uint32_t lull__class_size[] = {
+    128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096,
+};
+#define LULL_CLASSES   (sizeof(lull__class_size) / sizeof(lull__class_size[0]))
+#define LULL_NO_CLASS  0xff
+#define LULL_POOL_BYTES (4u << 20)      /* per class */
+
+struct lull__pool {
+    /* Chain of free nodes linked through retire.next.  Pushed one node at a
+     * time with a CAS (release: the node's last uses happen before its
+     * reuse), taken all at once with an exchange (acquire, pairs with it).
+     * Taking everything avoids the ABA problem of a one-node pop. */
+    _Alignas(lull__cacheline) struct lull__deferred *head;
+    long n;     /* about how many: a cap, not an invariant (relaxed) */
+};
+static struct lull__pool lull__pool[LULL_CLASSES];
+
+struct lull__cache {
+    struct lull__deferred *head[LULL_CLASSES];
+};
+static __thread struct lull__cache lull__cache;
+static __thread bool lull__cache_live;
+static pthread_key_t lull__cache_key;
+static pthread_once_t lull__cache_once = PTHREAD_ONCE_INIT;
+
+static inline struct lull_node *lull__node_of(struct lull__deferred *d)
+{
+    return caa_container_of(d, struct lull_node, retire);
+}
+
+static unsigned lull__class_of(size_t bytes)
+{
+    for (unsigned c = 0; c < LULL_CLASSES; c++)
+        if (bytes <= lull__class_size[c])
+            return c;
+    return LULL_NO_CLASS;
+}
+
+void lull__node_free(struct lull_node *n)
+{
+    lull__free(n);
+}
+
+static void lull__pool_push(struct lull_node *n)
+{
+    struct lull__pool *p = &lull__pool[n->cls];
+    if (lull__load_relaxed(&p->n) >= (long)(LULL_POOL_BYTES / lull__class_size[n->cls])) {
+        lull__node_free(n);
+        return;
+    }
+    __atomic_fetch_add(&p->n, 1, __ATOMIC_RELAXED);
+    struct lull__deferred *d = &n->retire;
+    struct lull__deferred *head = lull__load_relaxed(&p->head);
+    do {
+        d->next = head;
+    } while (!__atomic_compare_exchange_n(&p->head, &head, d, true,
+                                          __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+static struct lull__deferred *lull__pool_take(unsigned cls)
+{
+    struct lull__pool *p = &lull__pool[cls];
+    if (!lull__load_relaxed(&p->head))
+        return NULL;
+    struct lull__deferred *all = __atomic_exchange_n(&p->head, NULL, __ATOMIC_ACQUIRE);
+    lull__store_relaxed(&p->n, 0);
+    return all;
+}
+
+/* Thread exit: the cache goes back to the pools (or to free). */
+static void lull__cache_drain(void *unused)
+{
+    (void)unused;
+    for (unsigned c = 0; c < LULL_CLASSES; c++) {
+        struct lull__deferred *d = lull__cache.head[c];
+        lull__cache.head[c] = NULL;
+        while (d) {
+            struct lull__deferred *next = d->next;
+            lull__pool_push(lull__node_of(d));
+            d = next;
+        }
+    }
+    lull__cache_live = false;
+}
+
+static void lull__cache_make_key(void)
+{
+    (void)pthread_key_create(&lull__cache_key, lull__cache_drain);
+}
+
+static bool lull__cache_enter(void)
+{
+    if (lull__likely(lull__cache_live))
+        return true;
+    pthread_once(&lull__cache_once, lull__cache_make_key);
+    /* Without the exit hook the cache would leak with the thread: then the
+     * thread does not cache at all. */
+    if (pthread_setspecific(lull__cache_key, &lull__cache) != 0)
+        return false;
+    lull__cache_live = true;
+    return true;
+}
+
+struct lull_node *lull__node_get(size_t key_len, size_t cap)
+{
+    size_t bytes = sizeof(struct lull_node) + lull__koff(key_len) + cap;
+    unsigned cls = lull__class_of(bytes);
+    struct lull_node *n = NULL;
+
+    if (LULL_RECYCLE && cls != LULL_NO_CLASS && lull__cache_enter()) {
+        /* Taking a cached node counts as an allocation for fault injection,
+         * so allocation-failure sweeps behave the same with or without it. */
+        if (lull__fault_now())
+            return NULL;
+        struct lull__deferred *d = lull__cache.head[cls];
+        if (!d)
+            d = lull__cache.head[cls] = lull__pool_take(cls);
+        if (d) {
+            lull__cache.head[cls] = d->next;
+            n = lull__node_of(d);
+        } else {
+            n = lull__malloc(lull__class_size[cls]);
+        }
+    } else {
+        if (cls != LULL_NO_CLASS)
+            bytes = lull__class_size[cls];
+        n = lull__malloc(bytes);
+    }
+    if (!n)
+        return NULL;
+    n->cls = (uint8_t)cls;
+    n->cap = (uint32_t)((cls != LULL_NO_CLASS ? lull__class_size[cls] : bytes)
+                        - sizeof(struct lull_node) - lull__koff(key_len));
+    return n;
+}
+
+void lull__node_put(struct lull_node *n)
+{
+    if (!n)
+        return;
+    if (LULL_RECYCLE && n->cls != LULL_NO_CLASS && lull__cache_live) {
+        n->retire.next = lull__cache.head[n->cls];
+        lull__cache.head[n->cls] = &n->retire;
+        return;
+    }
+    lull__node_free(n);
+}
+
+static void lull__node_recycle(struct lull__deferred *d)
+{
+    struct lull_node *n = lull__node_of(d);
+    if (LULL_RECYCLE && n->cls != LULL_NO_CLASS)
+        lull__pool_push(n);
+    else
+        lull__node_free(n);
+}
+
+void lull__node_retire(struct lull_node *n)
+{
+    lull__defer(&n->retire, lull__node_recycle);
+}
+
+void lull__node_trim(void)
+{
+    if (lull__cache_live)
+        lull__cache_drain(NULL);
+    for (unsigned c = 0; c < LULL_CLASSES; c++) {
+        struct lull__deferred *d = lull__pool_take(c);
+        while (d) {
+            struct lull__deferred *next = d->next;
+            lull__node_free(lull__node_of(d));
+            d = next;
+        }
+    }
+}
