@@ -71,6 +71,23 @@ static void saw_version(struct model *m, uint64_t v)
     m->version = v;
 }
 
+/* A put or put_if whose own preconditions held: -ENOSPC if it would add a
+ * key past max_keys, else success, and the model takes the value. */
+static void expect_put(struct model *mk, size_t *live, size_t max_keys, int rc,
+                       const unsigned char *val, size_t vlen, uint64_t v)
+{
+    if (!mk->present && *live == max_keys) {
+        REQUIRE(rc == -ENOSPC);
+        return;
+    }
+    REQUIRE(rc == 0);
+    *live += !mk->present;
+    mk->present = true;
+    mk->len = vlen;
+    memcpy(mk->val, val, vlen);
+    saw_version(mk, v);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -112,16 +129,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             rc = lull_store_put(s, key, klen, val, vlen, &v);
             if (vlen > VMAX)
                 REQUIRE(rc == -EFBIG);
-            else if (!m[k].present && live == o.max_keys)
-                REQUIRE(rc == -ENOSPC);
-            else {
-                REQUIRE(rc == 0);
-                live += !m[k].present;
-                m[k].present = true;
-                m[k].len = vlen;
-                memcpy(m[k].val, val, vlen);
-                saw_version(&m[k], v);
-            }
+            else
+                expect_put(&m[k], &live, o.max_keys, rc, val, vlen, v);
             break;
         case 1: {   /* put_if: current, stale or zero */
             uint8_t pick = take(&in) % 3;
@@ -133,16 +142,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             bool match = m[k].present ? exp == m[k].version : exp == 0;
             if (!match)
                 REQUIRE(rc == -ESTALE);
-            else if (!m[k].present && live == o.max_keys)
-                REQUIRE(rc == -ENOSPC);
-            else {
-                REQUIRE(rc == 0);
-                live += !m[k].present;
-                m[k].present = true;
-                m[k].len = vlen;
-                memcpy(m[k].val, val, vlen);
-                saw_version(&m[k], v);
-            }
+            else
+                expect_put(&m[k], &live, o.max_keys, rc, val, vlen, v);
             break;
         }
         case 2:     /* delete */
