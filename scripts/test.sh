@@ -26,10 +26,11 @@ for c in "${configs[@]}"; do
     *) echo "test.sh: unknown build '$c' (plain, asan, tsan)" >&2; exit 2 ;;
   esac
   dir="build/test-$c"
+  mkdir -p "$dir"
   echo "=== $c: configure and build ($dir)"
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLULL_SANITIZE="$san" \
-        -DLULL_WERROR="$werror" -DLULL_TESTS=ON >"$dir.configure.log" 2>&1 \
-    || { cat "$dir.configure.log"; exit 1; }
+        -DLULL_WERROR="$werror" -DLULL_TESTS=ON >"$dir/configure.log" 2>&1 \
+    || { cat "$dir/configure.log"; exit 1; }
   cmake --build "$dir" -j"$jobs"
   echo "=== $c: ctest"
   log="$dir/ctest.log"
