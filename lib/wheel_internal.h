@@ -217,6 +217,12 @@ extern unsigned lull__wheel_shards;
  * returned this error (0: off). */
 extern int lull__wheel_fail_thread;
 
+/* Called (when non-NULL) by every pop of the slab's free stack between its
+ * snapshot of the head (and of the top's free_next) and its CAS, so a test
+ * can make that snapshot go stale on purpose (tests/wheel/test_wheel_aba.c).
+ * Set it while no wheel is in use; the pop path pays one relaxed load. */
+extern void (*lull__wslab_pop_hook)(void);
+
 struct lull__wheel_stats {
     uint64_t buckets;   /* buckets emptied by advances (cascades and fires) */
     uint64_t moves;     /* timers moved down a level by cascades */

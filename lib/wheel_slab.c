@@ -29,6 +29,8 @@ void lull__wslab_fini(struct lull__wslab *s)
         lull__free(s->chunk[k]);
 }
 
+void (*lull__wslab_pop_hook)(void);
+
 static int lw_chunk_add(struct lull__wslab *s, unsigned k)
 {
     size_t n = (size_t)1 << (k + LW_CHUNK0_SHIFT);
@@ -59,6 +61,11 @@ static bool lw_slot_pop(struct lull__wslab *s, uint32_t *slot)
          * tag makes the CAS below fail in that case. */
         uint32_t next = __atomic_load_n(&lw_rec(s, top)->free_next, __ATOMIC_RELAXED);
         uint64_t nh = (((h >> 32) + 1) << 32) | next;
+        /* test hook: lets a test run other pops and pushes inside this
+         * window.  Costs one relaxed load; NULL outside tests. */
+        void (*hook)(void) = __atomic_load_n(&lull__wslab_pop_hook, __ATOMIC_RELAXED);
+        if (lull__unlikely(hook != NULL))
+            hook();
         /* acquire (both ways): as the load above, for the slot we take or
          * the new head we retry with. */
         if (__atomic_compare_exchange_n(&s->head, &h, nh, false,
