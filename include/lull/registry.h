@@ -37,7 +37,9 @@ struct lull_registry_opts {
     void (*close_dependent)(void *dep, enum lull_reason why, void *ctx);
     void (*free)(void *obj, void *ctx);
             /* optional: once per conn and dependent, after its close and once no read-side
-               section can still see it — the place to free it */
+               section can still see it — the place to free it.  Runs on liburcu's call_rcu
+               thread (or on the thread in shutdown); must not block, nor wait for a grace
+               period (lull_synchronize, lull_barrier, *_destroy) */
     enum lull_reclaim on_reclaim;   /* what dependents do when a claim takes the id over from a
                                        previous holder: in its grace period, from a dead holder,
                                        or from a live one that lost keep_incoming */
@@ -50,8 +52,9 @@ struct lull_registry_opts {
  * Common to every registry call below:
  *   - -EINVAL: NULL r, NULL id, id_len 0 or over store.max_key_len, NULL
  *     conn/dep where one is required.  -ESHUTDOWN: shutdown has begun.
- *     -ENOMEM: nothing changed.  A failed call changes nothing and runs no
- *     callback.
+ *     -ENOMEM: nothing changed.  -ETIMEDOUT: store.update_timeout_ns passed
+ *     before the call's update could publish.  A failed call changes nothing
+ *     and runs no callback.
  *   - Threads: any, including from inside the registry's own callbacks
  *     (close, close_dependent, free, keep_incoming may call back into the
  *     registry; they run with no lull lock held).
@@ -64,9 +67,18 @@ struct lull_registry_opts {
 
 /*
  * lull_registry_create - make a registry.
- * Returns: the registry, or NULL with errno EINVAL (NULL opts, NULL close),
- *   ENOMEM, or the wheel's error when it makes its own wheel.
- * Ownership: opts.wheel, if given, is borrowed: it must outlive the registry.
+ * @opts: copied.  close is required; close_dependent, keep_incoming and free
+ *   are optional (a NULL close_dependent means dependents get no close, only
+ *   their free).  store.max_value_len bounds a record: 40 bytes plus 16 per
+ *   dependent (default 65536: about 4000 dependents per id).
+ * Returns: the registry, or NULL with errno EINVAL (NULL opts, NULL close,
+ *   on_reclaim out of range, store.max_value_len under 40), ENOMEM, or the
+ *   store's or the wheel's error.
+ * Threads: any.
+ * Ownership: opts.wheel, if given, is borrowed: it must outlive the registry
+ *   (someone must advance it, or grace periods never end).  Without it the
+ *   registry makes its own wheel with a driver thread; expiries then run on
+ *   that thread.
  */
 LULL_API lull_registry *lull_registry_create(const struct lull_registry_opts *opts);
 
@@ -152,16 +164,49 @@ LULL_API int lull_registry_dependents(lull_registry *r, const void *id, size_t i
 
 /*
  * lull_registry_shutdown - orderly shutdown.
- * First refuses every later call (-ESHUTDOWN), then cancels grace timers
- * (none fires after it returns), waits for running callbacks, then closes
- * every conn and dependent still held with LULL_SHUTDOWN.
- * Returns: 0; -ETIMEDOUT if callbacks outlast timeout_ns (0: no limit);
- *   -ESHUTDOWN if already shut down; -EDEADLK inside a read-side section.
+ * First refuses every later call (-ESHUTDOWN) and every later expiry, then
+ * waits for the calls and expiries already inside (with the callbacks they
+ * run), then cancels every grace timer (cancel_sync: none fires after it
+ * returns) and closes every conn and dependent still held with
+ * LULL_SHUTDOWN, on the calling thread; finally it waits for a grace period
+ * and runs every free still pending.  After it returns no callback of the
+ * registry runs, ever.
+ * Returns: 0; -ETIMEDOUT if calls or callbacks outlast timeout_ns (0: no
+ *   limit): the registry keeps refusing, and a later shutdown or destroy
+ *   resumes; -ESHUTDOWN if already shut down; -EDEADLK (nothing done) inside
+ *   a read-side section or from one of this registry's callbacks.
+ * Threads: any; a second concurrent shutdown waits for the first.
+ * Blocks: yes.
  */
 LULL_API int lull_registry_shutdown(lull_registry *r, uint64_t timeout_ns);
 
-/* lull_registry_destroy - shut down if needed, then free everything. NULL is a no-op. */
+/*
+ * lull_registry_destroy - shut down if needed (waiting as long as it
+ * takes), then free everything; ends with lull_barrier().  NULL is a no-op.
+ * Threads: any, but no other thread may use r any more.  Called inside a
+ * read-side section or from one of r's callbacks it can do neither, and
+ * does nothing (r stays as it was).
+ */
 LULL_API void lull_registry_destroy(lull_registry *r);
+
+/*
+ * Ready-made double-connection rules, for opts.keep_incoming.
+ *   lull_registry_keep_held:     the live holder stays; a claim on a held id
+ *                                 is -EEXIST (first come, first served).
+ *   lull_registry_keep_incoming: the newcomer wins, the holder is closed
+ *                                 with LULL_REPLACED (the default: NULL).
+ * A protocol's own rule is a function of the same type; it runs with no lock
+ * held, inside the store's read-side section (it must not block), may run
+ * more than once for one claim and must have no side effects: its answer
+ * counts only for the run that publishes.  examples/registry_ship_rule.c
+ * writes SHIP's rule (SHIP 12.2.2: the node with the bigger SKI keeps the
+ * most recent connection).
+ * Threads: any.  They ignore every argument.
+ */
+LULL_API bool lull_registry_keep_held(const void *id, size_t id_len, void *held, void *incoming,
+                                      void *ctx);
+LULL_API bool lull_registry_keep_incoming(const void *id, size_t id_len, void *held,
+                                          void *incoming, void *ctx);
 
 /*
  * lull_registry_check - verify the registry's invariants (tests, fuzzers).
