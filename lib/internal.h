@@ -40,9 +40,10 @@ uint64_t lull__now_ns(void);  /* CLOCK_MONOTONIC */
  * a grace period, on liburcu's call_rcu thread; it must only free (it may
  * not take locks a reader holds, nor wait for a grace period). */
 struct lull__deferred {
-    void *rcu_head_space[2];          /* struct rcu_head, kept opaque here */
-    struct lull__deferred *next;
+    void *rcu_head_space[2];          /* struct rcu_head while queued; free after */
+    struct lull__deferred *next;      /* the next object of its batch */
     void (*fn)(struct lull__deferred *d);
+    uint32_t n;                       /* batch head: objects in the batch */
 };
 /* Queue d to run d->fn(d) after a grace period.  Any thread; never fails,
  * never allocates.  Ordering: everything the caller (and, transitively,
@@ -59,6 +60,17 @@ void lull__defer(struct lull__deferred *d, void (*fn)(struct lull__deferred *));
  * objects queued plus LULL_RETIRE_BATCH per thread. */
 #define LULL_INFLIGHT_MAX 65536
 void lull__defer_throttle(void);
+
+/* Typed batches: objects of one kind (0 .. LULL_DEFER_KINDS-1, chosen by
+ * the caller; one fn per kind) are chained per thread and, after a grace
+ * period, handed to chain_fn(head) as one NULL-terminated chain linked by
+ * ->next, with head->n objects.  chain_fn runs on the call_rcu thread and
+ * may keep the objects (recycling) without touching each one.  Flushed like
+ * lull__defer's batches (every LULL_RETIRE_BATCH, at lull_barrier, at thread
+ * exit).  Ordering as lull__defer. */
+#define LULL_DEFER_KINDS 16
+void lull__defer_kind(struct lull__deferred *d, unsigned kind,
+                      void (*chain_fn)(struct lull__deferred *head));
 
 /* Register the calling thread if it is not (idempotent; the fast path is one
  * thread-local load). */

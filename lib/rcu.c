@@ -31,11 +31,18 @@ static char lull__tsan_barrier;
 
 enum { LULL_T_NEW = 0, LULL_T_OURS, LULL_T_USERS };
 
+/* Objects retired on this thread, not yet given to call_rcu. */
+struct lull__batch {
+    struct lull__deferred *head;
+    uint32_t n;
+    void (*chain_fn)(struct lull__deferred *head);  /* typed batches only */
+};
+
 struct lull__tls {
     unsigned char state;            /* LULL_T_*: who registered this thread */
     bool in_deferred;               /* running deferred frees (call_rcu thread) */
-    unsigned nbatch;                /* length of batch */
-    struct lull__deferred *batch;   /* retired here, not yet given to call_rcu */
+    struct lull__batch any;         /* lull__defer: each object its own fn */
+    struct lull__batch kind[LULL_DEFER_KINDS];  /* lull__defer_kind: one fn a chain */
 };
 static __thread struct lull__tls lull__tls;
 
@@ -107,47 +114,98 @@ bool lull_read_ongoing(void)
     return lull__tls.state != LULL_T_NEW && urcu_memb_read_ongoing();
 }
 
-static void lull__run_batch(struct rcu_head *head)
+/* After a grace period, on liburcu's call_rcu thread.  The acquire pairs
+ * with the releases at read unlock and at flush: the grace period that just
+ * ended made every such release happen before this point. */
+static void lull__run_begin(void)
 {
-    struct lull__deferred *d = caa_container_of((void *)head, struct lull__deferred, rcu_head_space);
-
-    /* Pairs with the releases at read unlock and at flush: the grace period
-     * that just ended made every such release happen before this point. */
     lull__tsan_acquire(&lull__tsan_grace);
     lull__tls.in_deferred = true;
-    long n = 0;
+}
+
+static void lull__run_end(uint32_t n)
+{
+    lull__tls.in_deferred = false;
+    __atomic_fetch_sub(&lull__inflight, (long)n, __ATOMIC_RELAXED);
+    lull__tsan_release(&lull__tsan_barrier);   /* pairs with lull_barrier's acquire */
+}
+
+static struct lull__deferred *lull__head_of(struct rcu_head *head)
+{
+    return caa_container_of((void *)head, struct lull__deferred, rcu_head_space);
+}
+
+/* An untyped batch: each object's own fn. */
+static void lull__run_batch(struct rcu_head *head)
+{
+    struct lull__deferred *d = lull__head_of(head);
+    lull__run_begin();              /* before any read of the batch */
+    uint32_t n = d->n;
     while (d) {
         struct lull__deferred *next = d->next;
         d->fn(d);
         d = next;
-        n++;
     }
-    lull__tls.in_deferred = false;
-    __atomic_fetch_sub(&lull__inflight, n, __ATOMIC_RELAXED);
-    lull__tsan_release(&lull__tsan_barrier);   /* pairs with lull_barrier's acquire */
+    lull__run_end(n);
+}
+
+/* A typed batch: one call for the whole chain, which never touches the
+ * other objects (they may be cold: that is the point). */
+static void lull__run_chain(struct rcu_head *head)
+{
+    struct lull__deferred *d = lull__head_of(head);
+    lull__run_begin();              /* before any read of the batch */
+    uint32_t n = d->n;
+    void (*fn)(struct lull__deferred *) = d->fn;
+    fn(d);
+    lull__run_end(n);
+}
+
+static void lull__flush_one(struct lull__batch *b)
+{
+    struct lull__deferred *head = b->head;
+    if (!head)
+        return;
+    head->n = b->n;
+    if (b->chain_fn)
+        head->fn = b->chain_fn;
+    __atomic_fetch_add(&lull__inflight, (long)b->n, __ATOMIC_RELAXED);
+    b->head = NULL;
+    b->n = 0;
+    /* The retiring thread's own accesses happen before the free. */
+    lull__tsan_release(&lull__tsan_grace);
+    urcu_memb_call_rcu((struct rcu_head *)(void *)head->rcu_head_space,
+                       b->chain_fn ? lull__run_chain : lull__run_batch);
 }
 
 static void lull__flush(void)
 {
-    struct lull__deferred *head = lull__tls.batch;
-    if (!head)
-        return;
-    __atomic_fetch_add(&lull__inflight, (long)lull__tls.nbatch, __ATOMIC_RELAXED);
-    lull__tls.batch = NULL;
-    lull__tls.nbatch = 0;
-    /* The retiring thread's own accesses happen before the free. */
-    lull__tsan_release(&lull__tsan_grace);
-    urcu_memb_call_rcu((struct rcu_head *)(void *)head->rcu_head_space, lull__run_batch);
+    lull__flush_one(&lull__tls.any);
+    for (unsigned k = 0; k < LULL_DEFER_KINDS; k++)
+        lull__flush_one(&lull__tls.kind[k]);
 }
 
 void lull__defer(struct lull__deferred *d, void (*fn)(struct lull__deferred *))
 {
     lull__thread_enter();
+    struct lull__batch *b = &lull__tls.any;
     d->fn = fn;
-    d->next = lull__tls.batch;      /* thread-private list: no atomics */
-    lull__tls.batch = d;
-    if (++lull__tls.nbatch >= LULL_RETIRE_BATCH)
-        lull__flush();
+    d->next = b->head;              /* thread-private list: no atomics */
+    b->head = d;
+    if (++b->n >= LULL_RETIRE_BATCH)
+        lull__flush_one(b);
+}
+
+void lull__defer_kind(struct lull__deferred *d, unsigned kind,
+                      void (*chain_fn)(struct lull__deferred *head))
+{
+    lull__thread_enter();
+    struct lull__batch *b = &lull__tls.kind[kind];
+    b->chain_fn = chain_fn;
+    d->next = b->head;              /* thread-private list: no atomics */
+    b->head = d;
+    if (++b->n >= LULL_RETIRE_BATCH)
+        lull__flush_one(b);
 }
 
 void lull__defer_throttle(void)
