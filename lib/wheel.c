@@ -194,7 +194,7 @@ static void lw_link(lull_wheel *w, struct lw_shard *sh, unsigned list, uint32_t 
         lw_rec(&w->slab, h)->prev = slot;
     sh->head[list] = slot;
     r->list = (uint16_t)list;
-    r->where = LW_IN_LIST;
+    lw_set_where(r, LW_IN_LIST);
 }
 
 /* Put a pending timer where its deadline d belongs relative to sh->now. */
@@ -236,7 +236,7 @@ static void lw_unlink(lull_wheel *w, struct lw_shard *sh, uint32_t slot, struct 
     }
     if (n != LW_NIL)
         lw_rec(&w->slab, n)->prev = p;
-    r->where = LW_NOWHERE;
+    lw_set_where(r, LW_NOWHERE);
 }
 
 /* Arm incarnation e of r in sh with deadline d: shard lock held, fn, arg
@@ -447,7 +447,7 @@ static void lw_cancel_all(lull_wheel *w)
                 uint32_t next = r->next;
                 /* relaxed: a listed timer's state changes only under the lock. */
                 uint32_t e = LW_EPOCH(__atomic_load_n(&r->state, __ATOMIC_RELAXED));
-                r->where = LW_NOWHERE;
+                lw_set_where(r, LW_NOWHERE);
                 if (lull__wslot_end(&w->slab, r, e))
                     lull__wslot_push(&w->slab, cur);
                 lw_unreserve(w);
@@ -582,7 +582,15 @@ static int lw_cancel(lull_wheel *w, lull_timer t, uint32_t *ep, struct lull__wti
         lw_unlock(sh);
         return rc;
     }
-    if (r->where == LW_IN_LIST) {
+    /* In a list of this shard, or collected by an advance: see lw_where
+     * for why this is read atomically and trusted only after the CAS. */
+    bool listed = lw_where(r) == LW_IN_LIST;
+    /* seq_cst: one total order on the word decides between this cancel and
+     * the fire CAS of an advance that collected the timer; winning it also
+     * proves that `listed` was read from incarnation e. */
+    bool won = __atomic_compare_exchange_n(&r->state, &s, LW_WORD(e, LW_CANCELLED), false,
+                                           __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE);
+    if (won && listed) {
         /* in a list: nobody else may touch it without this lock */
         lw_unlink(w, sh, slot, r);
         bool push = lull__wslot_end(&w->slab, r, e);
@@ -592,10 +600,6 @@ static int lw_cancel(lull_wheel *w, lull_timer t, uint32_t *ep, struct lull__wti
         lw_unreserve(w);
         return 0;
     }
-    /* collected by an advance that has not fired it yet: race its fire CAS.
-     * acq_rel/seq_cst: one total order on the word decides the winner. */
-    bool won = __atomic_compare_exchange_n(&r->state, &s, LW_WORD(e, LW_CANCELLED), false,
-                                           __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE);
     lw_unlock(sh);
     if (won) {
         lw_unreserve(w);    /* capacity back at once; the advance frees the slot */
@@ -677,19 +681,16 @@ int lull_wheel_reschedule(lull_wheel *w, lull_timer t, uint64_t delay_ns, lull_t
              __atomic_load_n(&w->shutdown, __ATOMIC_RELAXED) ? -ESHUTDOWN : 0;
     uint64_t to = nslot != slot ? LW_WORD(e, LW_CANCELLED) : LW_WORD(ne, LW_PENDING);
     if (!rc) {
-        if (r->where == LW_IN_LIST) {
+        /* As in lw_cancel: `listed` is trusted only once the CAS is won.
+         * seq_cst: same total order as the fire CAS and cancel's. */
+        bool listed = lw_where(r) == LW_IN_LIST;
+        if (!__atomic_compare_exchange_n(&r->state, &s, to, false,
+                                         __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE)) {
+            rc = -ESTALE;   /* collected, and its advance fired it first */
+        } else if (listed) {
             lw_unlink(w, sh, slot, r);
             if (nslot != slot)
                 (void)lull__wslot_end(&w->slab, r, e);   /* e is the last epoch: retires */
-            else
-                /* relaxed: the release stores of d and seq in lw_publish
-                 * order it before them (the advancer's seqlock). */
-                __atomic_store_n(&r->state, to, __ATOMIC_RELAXED);
-        } else if (!__atomic_compare_exchange_n(&r->state, &s, to, false,
-                                                __ATOMIC_SEQ_CST, __ATOMIC_ACQUIRE)) {
-            /* collected, and its advance fired it first (seq_cst: same
-             * total order as the fire CAS and cancel's) */
-            rc = -ESTALE;
         }
     }
     if (rc) {
@@ -767,7 +768,7 @@ static uint32_t lw_sort(struct lull__wslab *sl, uint32_t list)
 
 static void lw_take(struct lull__wtimer *r, uint32_t slot, uint32_t *out)
 {
-    r->where = LW_COLLECTED;
+    lw_set_where(r, LW_COLLECTED);
     /* relaxed: a listed timer's state changes only under the lock we hold. */
     r->fire_epoch = LW_EPOCH(__atomic_load_n(&r->state, __ATOMIC_RELAXED));
     r->fnext = *out;
@@ -1045,7 +1046,7 @@ int lull__wheel_set_epoch(lull_wheel *w, lull_timer *t, uint32_t e)
     lw_lock(sh);
     /* relaxed (both): a listed timer's state changes only under the lock. */
     if (__atomic_load_n(&r->state, __ATOMIC_RELAXED) != LW_WORD(old, LW_PENDING) ||
-        r->where != LW_IN_LIST) {
+        lw_where(r) != LW_IN_LIST) {
         lw_unlock(sh);
         return -ESTALE;
     }

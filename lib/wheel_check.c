@@ -64,8 +64,8 @@ static void lw_check_shard(lull_wheel *w, unsigned si, unsigned char *seen, uint
             uint64_t e = lw_tick(w, d);
             if (LW_ST(s) != LW_PENDING || LW_EPOCH(s) == 0)
                 lw_bad(c, "slot %u: listed but state %#llx is not pending", cur, (unsigned long long)s);
-            if (r->where != LW_IN_LIST || r->list != list)
-                lw_bad(c, "slot %u: where %u list %u, found in list %u", cur, r->where, r->list, list);
+            if (lw_where(r) != LW_IN_LIST || r->list != list)
+                lw_bad(c, "slot %u: where %u list %u, found in list %u", cur, lw_where(r), r->list, list);
             if (r->prev != prev)
                 lw_bad(c, "slot %u: prev %u, expected %u", cur, r->prev, prev);
             unsigned rs = __atomic_load_n(&r->shard, __ATOMIC_RELAXED);   /* relaxed: as above */

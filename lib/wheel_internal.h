@@ -91,6 +91,22 @@ struct lull__wtimer {
 };
 _Static_assert(sizeof(struct lull__wtimer) == 64, "a pending timer costs at most 64 bytes");
 
+/* where: written only under the shard lock, but read (by cancel and
+ * reschedule, holding the lock of the shard the timer was in) at a moment
+ * when a collected timer may have fired and its slot been reused by a timer
+ * in another shard.  So every access is atomic (relaxed), and a reader acts
+ * on it only after winning a CAS on the state word from PENDING(e): a value
+ * read from a later incarnation makes that CAS fail. */
+static inline unsigned lw_where(const struct lull__wtimer *r)
+{
+    return __atomic_load_n(&r->where, __ATOMIC_RELAXED);
+}
+
+static inline void lw_set_where(struct lull__wtimer *r, unsigned v)
+{
+    __atomic_store_n(&r->where, (uint8_t)v, __ATOMIC_RELAXED);
+}
+
 /* ---- the slab ------------------------------------------------------------ */
 #define LW_CHUNK0_SHIFT 6                   /* chunk 0: 64 records */
 #define LW_CHUNKS       26                  /* 64 * (2^26 - 1) slots in all */
