@@ -33,9 +33,12 @@ extern "C" {
 #define LULL_API
 #endif
 
+/* The version; CMake refuses to configure if these disagree with
+ * project(VERSION) in the top CMakeLists.txt. */
 #define LULL_VERSION_MAJOR 0
 #define LULL_VERSION_MINOR 1
 #define LULL_VERSION_PATCH 0
+#define LULL_VERSION_STRING "0.1.0"
 
 /*
  * lull_strerror - a short, static description of an error code.
