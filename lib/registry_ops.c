@@ -411,17 +411,25 @@ int lull_registry_claim(lull_registry *r, const void *id, size_t id_len, void *c
     return rc;
 }
 
-int lull_registry_release(lull_registry *r, const void *id, size_t id_len, uint64_t gen)
+/* A call that is one update deciding on a generation alone (release,
+ * mark_dead): the gate, the update, its decision carried out. */
+static int lull__gen_call(lull_registry *r, const void *id, size_t id_len, uint64_t gen,
+                          enum lull__op op, lull_update_fn fn)
 {
     if (!lull__id_ok(r, id, id_len))
         return -EINVAL;
     int rc = lull__enter(r);
     if (rc)
         return rc;
-    struct lull__dec d = { .r = r, .op = OP_RELEASE, .id = id, .id_len = id_len, .gen = gen };
-    rc = lull__run(r, &d, lull__release_fn);
+    struct lull__dec d = { .r = r, .op = op, .id = id, .id_len = id_len, .gen = gen };
+    rc = lull__run(r, &d, fn);
     lull__leave(r);
     return rc;
+}
+
+int lull_registry_release(lull_registry *r, const void *id, size_t id_len, uint64_t gen)
+{
+    return lull__gen_call(r, id, id_len, gen, OP_RELEASE, lull__release_fn);
 }
 
 /* Does gen (still) hold id?  A hint only, taken before arming a timer so
@@ -471,15 +479,7 @@ int lull_registry_release_after(lull_registry *r, const void *id, size_t id_len,
 
 int lull_registry_mark_dead(lull_registry *r, const void *id, size_t id_len, uint64_t gen)
 {
-    if (!lull__id_ok(r, id, id_len))
-        return -EINVAL;
-    int rc = lull__enter(r);
-    if (rc)
-        return rc;
-    struct lull__dec d = { .r = r, .op = OP_MARK_DEAD, .id = id, .id_len = id_len, .gen = gen };
-    rc = lull__run(r, &d, lull__mark_dead_fn);
-    lull__leave(r);
-    return rc;
+    return lull__gen_call(r, id, id_len, gen, OP_MARK_DEAD, lull__mark_dead_fn);
 }
 
 int lull_registry_lookup(lull_registry *r, const void *id, size_t id_len, void **conn,
