@@ -4,6 +4,7 @@
 # Works as root, or through sudo when run as another user.
 #
 #   scripts/install-deps.sh            build + test + bench + fuzz dependencies
+#   scripts/install-deps.sh --docs     the same, plus doxygen (scripts/apidocs.sh)
 set -euo pipefail
 
 pkgs=(
@@ -17,6 +18,11 @@ pkgs=(
   clang                              # libFuzzer and a second compiler
   libclang-rt-14-dev                 # sanitizer and libFuzzer runtimes for clang
 )
+case "${1:-}" in
+  "") ;;
+  --docs) pkgs+=(doxygen) ;;         # the API reference
+  *) echo "usage: scripts/install-deps.sh [--docs]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do

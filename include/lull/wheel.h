@@ -76,8 +76,9 @@ LULL_API lull_wheel *lull_wheel_create(const struct lull_wheel_opts *opts);
  * Threads: any but a callback of w.  No thread may call into w once destroy
  *   has returned, and none may still be inside a call on w then (other than
  *   the callbacks it waited for).  Blocks: yes.
- * Note: the wheel defers nothing through RCU, so unlike the other layers'
- *   destroy this one does not end with lull_barrier().
+ * Ends, like every *_destroy, with lull_barrier(): the wheel defers nothing
+ *   through RCU itself, but its callbacks may have (skipped, as -EDEADLK,
+ *   when called inside a read-side section).
  */
 LULL_API int lull_wheel_destroy(lull_wheel *w, uint64_t drain_timeout_ns);
 
