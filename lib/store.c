@@ -129,12 +129,24 @@ static inline uint64_t lull__version(struct lull_node *node)
     return lull__load_acquire(&node->snap.version);
 }
 
+/* The node at an iterator, or NULL at the end.  (liburcu's
+ * cds_lfht_for_each_entry applies container_of to the NULL that ends a walk,
+ * which UBSan rightly reports; lull walks with this instead.) */
+static inline struct lull_node *lull__node_at(struct cds_lfht_iter *it)
+{
+    struct cds_lfht_node *n = cds_lfht_iter_get_node(it);
+    return n ? caa_container_of(n, struct lull_node, ht) : NULL;
+}
+
+#define lull__for_each_node(ht, it, node)                                 \
+    for (cds_lfht_first((ht), (it)), (node) = lull__node_at(it); (node);  \
+         cds_lfht_next((ht), (it)), (node) = lull__node_at(it))
+
 static struct lull_node *lull__lookup(lull_store *s, const struct lull__key *k, uint64_t hash,
                                       struct cds_lfht_iter *it)
 {
     cds_lfht_lookup(s->ht, (unsigned long)hash, lull__match, k, it);
-    struct cds_lfht_node *n = cds_lfht_iter_get_node(it);
-    return n ? caa_container_of(n, struct lull_node, ht) : NULL;
+    return lull__node_at(it);
 }
 
 /* ------------------------------------------------------------ versions */
@@ -383,7 +395,7 @@ int lull_store_destroy(lull_store *s)
     struct lull_node *node;
     struct lull__deferred *dead = NULL;
     lull_read_lock();
-    cds_lfht_for_each_entry(s->ht, &it, node, ht) {
+    lull__for_each_node(s->ht, &it, node) {
         if (cds_lfht_del(s->ht, &node->ht) == 0) {
             node->retire.next = dead;
             dead = &node->retire;
@@ -481,7 +493,7 @@ int lull_store_foreach(lull_store *s, int (*fn)(const struct lull_snap *, void *
     struct lull_node *node;
     int rc = 0;
     lull_read_lock();
-    cds_lfht_for_each_entry(s->ht, &it, node, ht) {
+    lull__for_each_node(s->ht, &it, node) {
         if (!lull__version(node))
             continue;
         rc = fn(&node->snap, arg);
@@ -773,7 +785,7 @@ int lull_store_check(lull_store *s, FILE *out)
 
 #define LULL_BAD(...) do { bad++; if (out) fprintf(out, "lull_store_check: " __VA_ARGS__); } while (0)
     lull_read_lock();
-    cds_lfht_for_each_entry(s->ht, &it, node, ht) {
+    lull__for_each_node(s->ht, &it, node) {
         uint64_t v = lull__version(node);
         if (!v)
             continue;           /* an insert in progress */
