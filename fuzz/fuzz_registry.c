@@ -31,6 +31,8 @@
 #define _POSIX_C_SOURCE 200809L    /* nanosleep */
 #include <lull.h>
 
+#include "fuzz_input.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,18 +102,12 @@ static struct {
 
 static uint8_t take(void)
 {
-    if (!M.n)
-        return 0;
-    M.n--;
-    return *M.p++;
+    return fz_take(&M.p, &M.n);
 }
 
 static uint64_t take64(void)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | take();
-    return v;
+    return fz_take64(&M.p, &M.n);
 }
 
 static uint64_t clock_fn(void *ctx)

@@ -12,6 +12,8 @@
  */
 #include <lull.h>
 
+#include "fuzz_input.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +35,7 @@ struct in {
 
 static uint8_t take(struct in *in)
 {
-    if (!in->n)
-        return 0;
-    in->n--;
-    return *in->p++;
+    return fz_take(&in->p, &in->n);
 }
 
 #define REQUIRE(c) do { if (!(c)) { fprintf(stderr, "fuzz_store: %s:%d: %s\n", \

@@ -18,6 +18,8 @@
  */
 #include <lull.h>
 
+#include "fuzz_input.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,18 +54,12 @@ static struct {
 
 static uint8_t take(void)
 {
-    if (!M.n)
-        return 0;
-    M.n--;
-    return *M.p++;
+    return fz_take(&M.p, &M.n);
 }
 
 static uint64_t take64(void)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | take();
-    return v;
+    return fz_take64(&M.p, &M.n);
 }
 
 static uint64_t clock_fn(void *ctx)
