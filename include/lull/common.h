@@ -33,12 +33,16 @@ extern "C" {
 #define LULL_API
 #endif
 
-/* The version; CMake refuses to configure if these disagree with
- * project(VERSION) in the top CMakeLists.txt. */
+/* The version: the one place it is set.  CMake reads project(VERSION), the
+ * SONAME and lull.pc from these three lines. */
 #define LULL_VERSION_MAJOR 0
 #define LULL_VERSION_MINOR 1
 #define LULL_VERSION_PATCH 0
-#define LULL_VERSION_STRING "0.1.0"
+#define LULL_VERSION_STRINGIFY_(x) #x
+#define LULL_VERSION_STR_(a, b, c) LULL_VERSION_STRINGIFY_(a) "." LULL_VERSION_STRINGIFY_(b) \
+                                   "." LULL_VERSION_STRINGIFY_(c)
+#define LULL_VERSION_STRING \
+    LULL_VERSION_STR_(LULL_VERSION_MAJOR, LULL_VERSION_MINOR, LULL_VERSION_PATCH)
 
 /*
  * lull_strerror - a short, static description of an error code.
