@@ -242,20 +242,29 @@ static void lull__tomb_raise(lull_store *s, uint64_t hash, uint64_t v)
 }
 
 /* Give a pending (just inserted) node its version.  Any writer that meets
- * the node may do it; the first CAS wins, the others adopt its value.
- * Release pairs with lull__version's acquire: readers that see the version
- * see the node's bytes.  The watermark load follows the node's publication
- * (add_unique's full barrier), so it sees every delete that preceded it. */
+ * the node may do it: they race with a CAS on the node's private fin word,
+ * the first wins and the others adopt its value.  Only the winner then
+ * stores snap.version, once: a failed CAS on the public field would count
+ * as a write to TSan, racing with users' plain reads of snap->version.
+ * The release store pairs with lull__version's acquire: readers that see
+ * the version see the node's bytes.  The watermark load follows the node's
+ * publication (add_unique's full barrier), so it sees every delete that
+ * preceded it. */
 static uint64_t lull__finalize(lull_store *s, struct lull_node *node, uint64_t hash)
 {
     uint64_t v = lull__version(node);
     if (v)
         return v;
+    /* acquire (load and failed CAS): pairs with the winner's acq_rel CAS. */
+    uint64_t f = __atomic_load_n(&node->fin, __ATOMIC_ACQUIRE);
+    if (f)
+        return f;   /* decided; its winner publishes it to readers */
     uint64_t mine = lull__next_version(lull__load_relaxed(lull__tomb(s, hash)));
-    if (__atomic_compare_exchange_n(&node->snap.version, &v, mine, false,
-                                    __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
-        return mine;
-    return v;   /* another writer finalised it first: v is its version */
+    if (!__atomic_compare_exchange_n(&node->fin, &f, mine, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+        return f;   /* another writer finalised it first: f is its version */
+    lull__store_release(&node->snap.version, mine);
+    return mine;
 }
 
 /* ------------------------------------------------------------ nodes */
@@ -281,6 +290,7 @@ static struct lull_node *lull__node_alloc(const void *key, size_t key_len, size_
     n->snap.value = n->data + lull__koff(key_len);
     n->snap.value_len = 0;
     n->snap.version = 0;
+    n->fin = 0;
     return n;
 }
 
@@ -580,8 +590,20 @@ static int lull__write(lull_store *s, const void *key, size_t key_len,
             w.buf.len = cur->snap.value_len;
         }
 
+        /* fn sees cur with the version this writer decided or adopted: a
+         * pending insert's public version may not be stored yet by the
+         * writer that won lull__finalize, so never read it plainly here.
+         * The other fields were written before the node was published. */
+        struct lull_snap cur_snap;
+        if (cur) {
+            cur_snap.key = cur->data;
+            cur_snap.key_len = cur->snap.key_len;
+            cur_snap.value = cur->snap.value;
+            cur_snap.value_len = cur->snap.value_len;
+            cur_snap.version = cur_v;
+        }
         res.attempts++;
-        rc = fn(cur ? &cur->snap : NULL, &w.buf, arg);
+        rc = fn(cur ? &cur_snap : NULL, &w.buf, arg);
         if (rc < 0)
             goto out_unlock;
         if (rc == LULL_KEEP || (rc == LULL_REMOVE && !cur)) {

@@ -15,6 +15,8 @@ struct lull_node {
     struct cds_lfht_node ht;        /* link in the table (liburcu's) */
     struct lull_snap snap;          /* what readers get; immutable once published */
     struct lull__deferred retire;   /* used once the node is unlinked */
+    uint64_t fin;                   /* a pending insert's version, decided by CAS
+                                       among writers (store.c: lull__finalize) */
     uint32_t cap;                   /* value bytes the allocation holds */
     uint8_t cls;                    /* size class (store_nodes.c) */
     unsigned char data[];           /* key, padding to 8, value */
