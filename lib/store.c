@@ -457,16 +457,22 @@ static inline bool lull__key_ok(const lull_store *s, const void *key, size_t key
     return s && key && key_len && key_len <= s->max_key_len;
 }
 
-const struct lull_snap *lull_store_get(lull_store *s, const void *key, size_t key_len)
+/* The lookup behind get and read, on input already checked. */
+static const struct lull_snap *lull__get(lull_store *s, const void *key, size_t key_len)
 {
-    if (!lull__key_ok(s, key, key_len))
-        return NULL;
     struct lull__key k = { key, key_len };
     struct cds_lfht_iter it;
     struct lull_node *node = lull__lookup(s, &k, lull__hash(key, key_len, s->seed), &it);
     if (!node || !lull__version(node))
         return NULL;        /* absent, or an insert not yet finalised */
     return &node->snap;
+}
+
+const struct lull_snap *lull_store_get(lull_store *s, const void *key, size_t key_len)
+{
+    if (!lull__key_ok(s, key, key_len))
+        return NULL;
+    return lull__get(s, key, key_len);
 }
 
 int lull_store_read(lull_store *s, const void *key, size_t key_len,
@@ -476,7 +482,7 @@ int lull_store_read(lull_store *s, const void *key, size_t key_len,
         return -EINVAL;
     int rc = 0;
     lull_read_lock();
-    const struct lull_snap *snap = lull_store_get(s, key, key_len);
+    const struct lull_snap *snap = lull__get(s, key, key_len);
     if (!snap) {
         rc = -ENOENT;
     } else {
