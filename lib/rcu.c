@@ -9,7 +9,7 @@
  *
  * TSan: liburcu 0.13 is not instrumented, so TSan cannot see that a grace
  * period separates a reader's accesses from the free that follows.  In TSan
- * builds every outermost-or-not unlock releases lull__tsan_grace and every
+ * builds every unlock (nested or not) releases lull__tsan_grace and every
  * batch of deferred frees acquires it first: exactly the happens-before edge
  * a grace period provides (readers done -> free).  A reader that touches a
  * snapshot *after* its unlock is not covered, so TSan still reports it.
