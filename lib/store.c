@@ -118,7 +118,7 @@ static int lull__match(struct cds_lfht_node *n, const void *arg)
      * key bytes written before it are visible (liburcu's own publication is
      * invisible to TSan; this one is not, and costs a plain load on x86). */
     const void *kp = lull__load_acquire(&node->snap.key);
-    return node->snap.key_len == k->len && memcmp(kp, k->ptr, k->len) == 0;
+    return node->snap.key_len == k->len && lull__key_eq(kp, k->ptr, k->len);
 }
 
 /* The node's version, or 0 while an insert is pending.  Acquire pairs with
@@ -294,13 +294,18 @@ static struct lull_node *lull__node_alloc(const void *key, size_t key_len, size_
     return n;
 }
 
-/* Make the candidate ready to publish.  The release store of snap.key is the
- * seal lull__match's acquire pairs with; version 0 leaves it pending. */
+/* Make the candidate ready to publish.  Two release stores, key then
+ * version, so that either acquire sees the whole node: lull__match's acquire
+ * of snap.key sees the key, value and lengths; the acquire of snap.version
+ * (lull__version: get, read, foreach, writers) sees all that and the key
+ * pointer too.  The other order left foreach, which acquires only the
+ * version, reading snap.key unordered (TSan: tests/soak/foreach_race.c).
+ * Version 0 leaves the node pending. */
 static void lull__seal(struct lull_node *n, size_t value_len, uint64_t version)
 {
     n->snap.value_len = value_len;
-    lull__store_release(&n->snap.version, version);
     lull__store_release(&n->snap.key, (const void *)n->data);
+    lull__store_release(&n->snap.version, version);
 }
 
 int lull_buf_resize(struct lull_buf *b, size_t len)

@@ -1,6 +1,7 @@
 /* tests/store/test_store.c - unit tests of the store's contract
  * (include/lull/store.h): deterministic, one thread, no sleeps. */
 #include "store_testlib.h"
+#include "store_internal.h"   /* lull__key_eq */
 
 #include <limits.h>
 #include <pthread.h>
@@ -22,6 +23,34 @@ static void destroy(lull_store *s)
 {
     assert_int_equal(lull_store_check(s, stderr), 0);
     assert_int_equal(lull_store_destroy(s), 0);
+}
+
+/* ------------------------------------------------------------ key compare */
+
+/* lull__key_eq is what a lookup compares keys with once their hashes are
+ * equal, which a test cannot arrange through the store (64-bit hashes, a
+ * random seed): so it is checked here against memcmp, for every length up
+ * to 40 and a difference in every byte, at unaligned offsets too. */
+static void test_key_eq(void **state)
+{
+    (void)state;
+    unsigned char a[48], b[48];
+    for (size_t off = 0; off < 3; off++) {
+        for (size_t n = 0; n <= 40; n++) {
+            for (size_t i = 0; i < sizeof a; i++)
+                a[i] = b[i] = (unsigned char)(i * 37 + 11);
+            assert_true(lull__key_eq(a + off, b + off, n));
+            for (size_t j = 0; j < n; j++) {
+                b[off + j] ^= 0x40;
+                assert_false(lull__key_eq(a + off, b + off, n));
+                assert_false(lull__key_eq(b + off, a + off, n));
+                b[off + j] ^= 0x40;
+            }
+            /* a difference just outside the key does not count */
+            b[off + n] ^= 1;
+            assert_true(lull__key_eq(a + off, b + off, n));
+        }
+    }
 }
 
 /* ---------------------------------------------------------------- basics */
@@ -1452,6 +1481,7 @@ static void test_random_model(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_key_eq),
         cmocka_unit_test(test_basics),
         cmocka_unit_test(test_read_enobufs),
         cmocka_unit_test(test_bad_input),
