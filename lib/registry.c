@@ -187,7 +187,8 @@ static int lull__wait_zero(long (*count)(lull_registry *), lull_registry *r, uin
  *      refused at the gate (an expiry refused there does nothing);
  *   2. drain: wait until every call and expiry that got in has left -- with
  *      the callbacks it ran.  From here nothing but this thread changes the
- *      store;
+ *      store.  (lull_registry_lookup does not pass the gate: its read-side
+ *      section is its gate, and step 5's grace period waits for it);
  *   3. per id: cancel its grace timer (cancel_sync) or close its conn, and
  *      close its dependents, all with LULL_SHUTDOWN;
  *   4. wait until no timer holds a reference to a grace record (a fire that

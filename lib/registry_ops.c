@@ -487,13 +487,21 @@ int lull_registry_lookup(lull_registry *r, const void *id, size_t id_len, void *
 {
     if (!lull__id_ok(r, id, id_len))
         return -EINVAL;
-    int rc = lull__enter(r);
-    if (rc)
-        return rc;
+    int rc = 0;
     struct lull__hdr h;
+    /* The read-side section is this call's gate, in place of lull__enter's
+     * two atomic RMWs: a lookup changes nothing and runs no callback, so
+     * shutdown need not wait for it at step 2, only before it frees (step
+     * 5, lull_synchronize).  Relaxed load: the grace period orders it.  A
+     * section that misses closing began before shutdown's synchronize
+     * began, so it ends before that returns; one that begins after sees
+     * the seq_cst store of closing, made before the synchronize. */
     lull_read_lock();
-    const struct lull_snap *s = lull_store_get(r->store, id, id_len);
-    if (!s || !lull__rec_parse(s->value, s->value_len, &h) || h.state == LULL__DEAD) {
+    const struct lull_snap *s = NULL;
+    if (__atomic_load_n(&r->closing, __ATOMIC_RELAXED))
+        rc = -ESHUTDOWN;
+    else if (!(s = lull_store_get(r->store, id, id_len)) ||
+             !lull__rec_parse(s->value, s->value_len, &h) || h.state == LULL__DEAD) {
         rc = -ENOENT;
     } else if (h.state == LULL__GRACE) {
         rc = -EAGAIN;
@@ -504,7 +512,6 @@ int lull_registry_lookup(lull_registry *r, const void *id, size_t id_len, void *
             *gen = h.gen;
     }
     lull_read_unlock();
-    lull__leave(r);
     return rc;
 }
 
