@@ -8,8 +8,10 @@
 #
 # Builds with clang in build-fuzz/ (-DLULL_FUZZ=ON: ASan, UBSan, coverage).
 # Each target starts from a COPY of fuzz/corpus/<target>/ in a temp dir, so
-# the committed corpus is untouched (unless --merge); crashes, leaks and
-# timeouts are written to out/fuzz/<target>/.  Prints exec/s and coverage
+# the committed corpus is untouched (unless --merge), plus the regression
+# inputs of fuzz/regress/<target>/ (read only, never merged into the
+# corpus; see fuzz/regress/README.md); crashes, leaks and timeouts are
+# written to out/fuzz/<target>/.  Prints exec/s and coverage
 # (libFuzzer's last status line) per target; exits non-zero on any finding.
 # Environment: JOBS (make -j, default 2), FUZZ_FLAGS (extra libFuzzer flags),
 # BUILD_DIR (default build-fuzz/).
@@ -47,11 +49,14 @@ for t in $targets; do
     out="$root/out/fuzz/$t"
     mkdir -p "$work" "$out"
     [ -d "$corpus" ] && cp -R "$corpus/." "$work/"
+    regress="$root/fuzz/regress/$t"
+    [ -d "$regress" ] || regress=
     log="$tmp/$t.log"
     rc=0
+    # new finds go to the first directory ($work); $regress is only read
     # shellcheck disable=SC2086
     "$exe" -max_total_time="$secs" -max_len=4096 -timeout=30 -print_final_stats=1 \
-        -artifact_prefix="$out/" ${FUZZ_FLAGS:-} "$work" >"$log" 2>&1 || rc=$?
+        -artifact_prefix="$out/" ${FUZZ_FLAGS:-} "$work" ${regress:+"$regress"} >"$log" 2>&1 || rc=$?
     status=$(grep -E '^#[0-9]+' "$log" | tail -n 1 || true)
     eps=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log")
     if [ "$rc" -ne 0 ]; then
