@@ -71,7 +71,7 @@ def main():
     for r in rows:
         lines.append(f"| {r['operation']} | {r['impl']} | {r['ir_per_op']:.0f} |")
     note = (f"N = {n} per operation; loop and key overhead ({loop:.0f} Ir) subtracted. "
-            "Deferred frees run on liburcu's call_rcu thread and are not in these counts")
+            "Deferred frees run on lull's reclaim thread and are not in these counts")
     if "lull__run_batch" in ir:
         note += f" (all of them together: {ir['lull__run_batch'] / n:.0f} Ir per N)"
     note += "."

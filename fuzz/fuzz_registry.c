@@ -22,7 +22,7 @@
  * -ESHUTDOWN, no expiry runs; reaper threads destroy the registry.  Every
  * other input empties the registry through the API (a grace id is reclaimed
  * by a cleanup conn, then every id released), and its objects' frees, which
- * run after a grace period on the call_rcu thread, are checked (waiting for
+ * run after a grace period on lull's reclaim thread, are checked (waiting for
  * them) when their pool comes round again.
  *
  *   CC=clang cmake -B build-fuzz -DLULL_FUZZ=ON && make -C build-fuzz fuzz_registry
@@ -64,7 +64,7 @@ struct mid {
 };
 
 /* Objects come from a ring of pools, one per input: a free may run on the
- * call_rcu thread well after its input ended, so a pool is reused only once
+ * reclaim thread well after its input ended, so a pool is reused only once
  * its frees have caught up with its closes (which is checked then). */
 enum { POOLS = 128 };
 struct pool {
@@ -484,8 +484,8 @@ static void op_bad(lull_registry *r, int k)
     }
 }
 
-/* Destroying a registry costs ~30 ms of grace periods (call_rcu's thread
- * polls every 10 ms); a shut-down registry has nothing left to check, so a
+/* Destroying a registry costs several grace periods (its barriers and
+ * synchronizes); a shut-down registry has nothing left to check, so a
  * few reaper threads destroy them off the fuzzing thread. */
 enum { REAPERS = 4, QCAP = 32 };
 static struct {
@@ -576,7 +576,7 @@ static void pool_final(struct pool *pl, bool wait)
         struct obj *ob = i <= CONNS ? &pl->conn[i] : &pl->dep[i - CONNS - 1];
         REQUIRE(geti(&ob->closes) == ob->taken);
         int want = pl->with_free ? ob->taken : 0;
-        /* frees run on the call_rcu thread after a grace period: wait (up
+        /* frees run on the reclaim thread after a grace period: wait (up
          * to 10 s) for them before the pool is reused */
         for (int t = 0; wait && geti(&ob->frees) < want && t < 10000; t++)
             nanosleep(&(struct timespec){ 0, 1000000 }, NULL);

@@ -1,7 +1,9 @@
-/* lib/common.c - error names and the allocator every layer uses. */
+/* lib/common.c - error names, and the allocator and thread creation every
+ * layer uses (with their fault-injection hooks). */
 #include "internal.h"
 
 #include <lull/common.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,7 +23,7 @@ const char *lull_strerror(int err)
     case ESTALE:      return "version, generation or handle is not current";
     case ETIMEDOUT:   return "timed out";
     case EEXIST:      return "already held or already attached";
-    case EAGAIN:      return "id is in its grace period";
+    case EAGAIN:      return "try again: id in its grace period, or a thread could not start";
     case EINPROGRESS: return "timer callback is running";
     case EDEADLK:     return "would wait for itself (inside a read-side section or own callback)";
     case ESHUTDOWN:   return "shut down";
@@ -30,41 +32,59 @@ const char *lull_strerror(int err)
     }
 }
 
-/* Fault injection.  lull__fault_countdown counts allocations down to the one
- * that fails; relaxed atomics suffice: tests arm it, run a scenario and read
- * it back on one thread, and a racing thread may only shift which
- * allocation fails, never fail two. */
-static unsigned long lull__fault_countdown;
-static bool lull__fault_hit;
+/* Fault injection.  A countdown counts events (allocations, thread
+ * creations) down to the one that fails; relaxed atomics suffice: tests arm
+ * it, run a scenario and read it back on one thread, and a racing thread may
+ * only shift which event fails, never fail two. */
+struct lull__countdown {
+    unsigned long left;     /* 0: disarmed */
+    bool hit;
+};
 
-void lull__fault_arm(unsigned long nth)
+static void lull__countdown_arm(struct lull__countdown *c, unsigned long nth)
 {
-    __atomic_store_n(&lull__fault_hit, false, __ATOMIC_RELAXED);
-    __atomic_store_n(&lull__fault_countdown, nth, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->hit, false, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->left, nth, __ATOMIC_RELAXED);
 }
 
-bool lull__fault_fired(void)
+static bool lull__countdown_fired(struct lull__countdown *c)
 {
-    bool hit = __atomic_exchange_n(&lull__fault_hit, false, __ATOMIC_RELAXED);
-    __atomic_store_n(&lull__fault_countdown, 0, __ATOMIC_RELAXED);
+    bool hit = __atomic_exchange_n(&c->hit, false, __ATOMIC_RELAXED);
+    __atomic_store_n(&c->left, 0, __ATOMIC_RELAXED);
     return hit;
 }
 
-bool lull__fault_now(void)
+static bool lull__countdown_now(struct lull__countdown *c)
 {
-    unsigned long c = __atomic_load_n(&lull__fault_countdown, __ATOMIC_RELAXED);
-    while (lull__unlikely(c != 0)) {
-        /* CAS so that exactly one allocation consumes the last count. */
-        if (__atomic_compare_exchange_n(&lull__fault_countdown, &c, c - 1, false,
+    unsigned long n = __atomic_load_n(&c->left, __ATOMIC_RELAXED);
+    while (lull__unlikely(n != 0)) {
+        /* CAS so that exactly one event consumes the last count. */
+        if (__atomic_compare_exchange_n(&c->left, &n, n - 1, false,
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-            if (c == 1) {
-                __atomic_store_n(&lull__fault_hit, true, __ATOMIC_RELAXED);
+            if (n == 1) {
+                __atomic_store_n(&c->hit, true, __ATOMIC_RELAXED);
                 return true;
             }
             return false;
         }
     }
     return false;
+}
+
+static struct lull__countdown lull__alloc_fault, lull__thread_fault;
+
+void lull__fault_arm(unsigned long nth)   { lull__countdown_arm(&lull__alloc_fault, nth); }
+bool lull__fault_fired(void)              { return lull__countdown_fired(&lull__alloc_fault); }
+bool lull__fault_now(void)                { return lull__countdown_now(&lull__alloc_fault); }
+
+void lull__thread_fault_arm(unsigned long nth) { lull__countdown_arm(&lull__thread_fault, nth); }
+bool lull__thread_fault_fired(void)       { return lull__countdown_fired(&lull__thread_fault); }
+
+int lull__thread_create(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+    if (lull__countdown_now(&lull__thread_fault))
+        return EAGAIN;      /* what pthread_create says at a resource limit */
+    return pthread_create(t, NULL, fn, arg);
 }
 
 void *lull__malloc(size_t n)

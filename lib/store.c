@@ -357,6 +357,11 @@ lull_store *lull_store_create(const struct lull_store_opts *opts)
         return NULL;
     }
 
+    int err = lull__rcu_start();    /* retired snapshots need the reclaim thread */
+    if (err) {
+        errno = -err;
+        return NULL;
+    }
     lull_store *s = lull__aligned_alloc(lull__cacheline, sizeof(*s));
     if (!s) {
         errno = ENOMEM;

@@ -3,7 +3,7 @@
  *
  * Every update allocates one node and retires one.  Freeing the retired node
  * with free() after its grace period costs more than the update itself: it
- * runs on liburcu's call_rcu thread, walks cold memory, and contends with the
+ * runs on the reclaim thread (lib/rcu.c), walks cold memory, and contends with the
  * writer's malloc for glibc's arena (the ~400 ns an update a prototype saw).
  * So nodes are recycled instead, in size classes:
  *
@@ -11,10 +11,10 @@
  *        ^                                                           |
  *        | takes all its chains (one exchange)                       | unlinked
  *        |                                                           v
- *   shared pool[cls]  <--a whole chain (one CAS)--  call_rcu  <--  chain of 64
- *                                                   thread         of one class
+ *   shared pool[cls]  <--a whole chain (one CAS)--  reclaim  <--  chain of 64
+ *                                                   thread        of one class
  *
- * The call_rcu thread touches only the chain's head: walking 64 cold nodes
+ * The reclaim thread touches only the chain's head: walking 64 cold nodes
  * to push them one by one was 30 % of an update's cost.
  *
  * A pool holds at most LULL_POOL_BYTES per class; past that, and for nodes
@@ -120,7 +120,7 @@ static void lull__free_chains(struct lull__deferred *c)
     }
 }
 
-/* After a grace period (call_rcu thread): a whole chain of one class goes
+/* After a grace period (reclaim thread): a whole chain of one class goes
  * back to its pool with one CAS, without touching its other nodes. */
 static void lull__chain_recycle(struct lull__deferred *head)
 {

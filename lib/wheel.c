@@ -422,7 +422,7 @@ lull_wheel *lull_wheel_create(const struct lull_wheel_opts *opts)
         /* relaxed: a test hook, set and read on the creating thread. */
         int err = __atomic_exchange_n(&lull__wheel_fail_thread, 0, __ATOMIC_RELAXED);
         if (!err)
-            err = pthread_create(&w->driver, NULL, lw_driver_main, w);
+            err = lull__thread_create(&w->driver, lw_driver_main, w);
         if (err) {
             lw_free(w);
             errno = err;

@@ -17,6 +17,16 @@
  * or any *_destroy / *_shutdown (they wait for grace periods that cannot end
  * while the caller's own section is open: they return -EDEADLK instead), or
  * survive its thread (unlock before the thread exits).
+ *
+ * Retired memory is freed on one thread of lull's own, "lull-reclaim": it
+ * takes everything queued, waits for one grace period and frees it.  The
+ * first lull_store_create (or registry create, which makes a store) starts
+ * it; if it cannot start, that create fails with errno EAGAIN (or
+ * pthread_create's error), leaves nothing behind, and a later create tries
+ * again.  The thread blocks every signal, is detached and lasts as long as
+ * the process.  Like liburcu's call_rcu thread it does not survive fork():
+ * a child process must not use lull (exec is fine).  A program that only
+ * uses wheels starts no such thread.
  */
 #ifndef LULL_RCU_H
 #define LULL_RCU_H
@@ -73,18 +83,21 @@ LULL_API int lull_synchronize(void);
 /*
  * lull_barrier - wait until every deferred free queued before it has run.
  *
- * First hands the calling thread's pending batch of retired memory to
- * liburcu, then waits for liburcu's call_rcu queues to drain.  Retired
- * memory still batched on *other live* threads (at most LULL_RETIRE_BATCH
- * objects each) is freed when those threads retire more or exit.  Every
- * *_destroy ends with a barrier, so a program that destroys what it created
- * and joins its threads exits clean under valgrind and LeakSanitizer.
- * Returns: 0, or -EDEADLK (and waits for nothing) inside a section.
+ * First queues the calling thread's pending batches of retired memory, then
+ * waits until the reclaim thread has freed everything queued before the
+ * call, by any thread.  Retired memory still batched on *other live*
+ * threads (at most LULL_RETIRE_BATCH objects each) is freed when those
+ * threads retire more or exit.  Every *_destroy ends with a barrier, so a
+ * program that destroys what it created and joins its threads exits clean
+ * under valgrind and LeakSanitizer.
+ * Returns: 0, or -EDEADLK (and waits for nothing) inside a section or on
+ * the reclaim thread (from a registry's free callback).
  * Threads: any.  Blocks: yes, for at least one grace period.
+ * Ordering: everything the frees did happens before the return.
  */
 LULL_API int lull_barrier(void);
 
-/* How many retired objects a thread batches before one call_rcu. */
+/* How many retired objects a thread batches before it queues them. */
 #define LULL_RETIRE_BATCH 64
 
 #ifdef __cplusplus

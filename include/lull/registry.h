@@ -37,7 +37,7 @@ struct lull_registry_opts {
     void (*close_dependent)(void *dep, enum lull_reason why, void *ctx);
     void (*free)(void *obj, void *ctx);
             /* optional: once per conn and dependent, after its close and once no read-side
-               section can still see it — the place to free it.  Runs on liburcu's call_rcu
+               section can still see it — the place to free it.  Runs on lull's reclaim
                thread (or on the thread in shutdown); must not block, nor wait for a grace
                period (lull_synchronize, lull_barrier, *_destroy) */
     enum lull_reclaim on_reclaim;   /* what dependents do when a claim takes the id over from a

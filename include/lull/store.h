@@ -58,7 +58,9 @@ struct lull_snap {              /* immutable; valid until the outermost lull_rea
  * @opts: limits, copied; NULL means all defaults.
  *
  * Returns: the store, or NULL with errno EINVAL (a limit out of range:
- *   max_key_len or max_value_len over 1 GiB) or ENOMEM.
+ *   max_key_len or max_value_len over 1 GiB), ENOMEM, or EAGAIN (the first
+ *   create starts lull's reclaim thread, <lull/rcu.h>, and it could not
+ *   start: nothing is left behind, a later create tries again).
  * With max_keys set, the hash table is sized for it up front and never
  * grows; unlimited stores grow the table in the background of the writer
  * that crosses a load threshold (outside any read-side section).
