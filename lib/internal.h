@@ -67,6 +67,7 @@ struct lull__deferred {
     struct lull__deferred *next;      /* the next object of its batch */
     void (*fn)(struct lull__deferred *d);
     uint32_t n;                       /* batch head: objects in the batch */
+    uint32_t aux;                     /* the owner's: lib/rcu.c never touches it */
 };
 /* Queue d to run d->fn(d) after a grace period.  Any thread; never fails,
  * never allocates.  Ordering: everything the caller (and, transitively,

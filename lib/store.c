@@ -278,7 +278,7 @@ struct lull__wbuf {                 /* what the lull_buf an update fn gets reall
 };
 
 /* A candidate node holding the key, with room for at least cap value bytes
- * (n->cap: how many it really has; nodes come in size classes). */
+ * (lull__node_cap: how many it really has; nodes come in size classes). */
 static struct lull_node *lull__node_alloc(const void *key, size_t key_len, size_t cap)
 {
     struct lull_node *n = lull__node_get(key_len, cap);
@@ -325,7 +325,7 @@ int lull_buf_resize(struct lull_buf *b, size_t len)
         memcpy((void *)n->snap.value, b->data, b->len);
         lull__node_put(w->node);
         w->node = n;
-        w->cap = n->cap;
+        w->cap = lull__node_cap(n);
         b->data = (void *)n->snap.value;
     }
     if (len > b->len)
@@ -597,7 +597,7 @@ static int lull__write(lull_store *s, const void *key, size_t key_len,
                 rc = -ENOMEM;
                 goto out_unlock;
             }
-            w.cap = w.node->cap;
+            w.cap = lull__node_cap(w.node);
         }
         w.buf.data = w.node ? (void *)w.node->snap.value : NULL;
         w.buf.len = 0;

@@ -34,17 +34,35 @@ static inline bool lull__key_eq(const unsigned char *a, const unsigned char *b, 
     return memcmp(a, b, n) == 0;
 }
 
-/* One published snapshot: everything a lookup touches is in it. */
+/*
+ * One published snapshot.  Laid out for the reader, in 64-byte lines (class
+ * nodes are 64-byte aligned):
+ *
+ *   line 0   retire, fin (writers only)           ht (the chain walk)
+ *   line 1   snap (key, lengths, version)   key   value's first bytes
+ *
+ * A lookup that walks past a node reads its line 0 only (the hash is in
+ * ht); the node it finds costs one more line for the key compare, the
+ * version and, for keys up to 16 bytes, the first 8 value bytes: two lines
+ * a hit instead of three.  The cold fields sit in front where readers never
+ * look; the capacity lives in retire's spare word (lull__node_cap).
+ */
 struct lull_node {
-    struct cds_lfht_node ht;        /* link in the table (liburcu's) */
-    struct lull_snap snap;          /* what readers get; immutable once published */
-    struct lull__deferred retire;   /* used once the node is unlinked */
+    struct lull__deferred retire;   /* used once the node is unlinked; .aux: capacity */
     uint64_t fin;                   /* a pending insert's version, decided by CAS
                                        among writers (store.c: lull__finalize) */
-    uint32_t cap;                   /* value bytes the allocation holds */
-    uint8_t cls;                    /* size class (store_nodes.c) */
+    struct cds_lfht_node ht;        /* link in the table (liburcu's) */
+    struct lull_snap snap;          /* what readers get; immutable once published */
     unsigned char data[];           /* key, padding to 8, value */
 };
+_Static_assert(offsetof(struct lull_node, ht) == 48 && offsetof(struct lull_node, snap) == 64,
+               "lull_node: ht must end line 0 and snap start line 1");
+
+/* Value bytes the node's allocation holds. */
+static inline size_t lull__node_cap(const struct lull_node *n)
+{
+    return n->retire.aux;
+}
 
 static inline size_t lull__koff(size_t key_len)
 {
@@ -52,8 +70,9 @@ static inline size_t lull__koff(size_t key_len)
 }
 
 /* A node for a key of key_len bytes and a value of at least cap bytes, from
- * the calling thread's cache, the shared pool or malloc.  node->cap says how
- * much value it really holds.  Only the header fields cap and cls are set.
+ * the calling thread's cache, the shared pool or malloc.  lull__node_cap
+ * says how much value it really holds; snap.key_len must be set to key_len
+ * before the node goes back (put or retire): its class is derived from both.
  * NULL: out of memory (also when lull__fault_arm says so). */
 struct lull_node *lull__node_get(size_t key_len, size_t cap);
 

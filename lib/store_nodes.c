@@ -97,6 +97,16 @@ static unsigned lull__class_of(size_t bytes)
     return LULL_NO_CLASS;
 }
 
+/* A node's class, from its key length and capacity: a class node's
+ * capacity is exactly what its class leaves after the header and the key
+ * (lull__node_get), so the sum gives the class back; a bigger node has no
+ * class. */
+static unsigned lull__node_cls(const struct lull_node *n)
+{
+    return lull__class_of(sizeof(struct lull_node) + lull__koff(n->snap.key_len) +
+                          lull__node_cap(n));
+}
+
 void lull__node_free(struct lull_node *n)
 {
     lull__free(n);
@@ -124,8 +134,9 @@ static void lull__free_chains(struct lull__deferred *c)
  * back to its pool with one CAS, without touching its other nodes. */
 static void lull__chain_recycle(struct lull__deferred *head)
 {
-    struct lull__pool *p = &lull__pool[lull__node_of(head)->cls];
-    long cap = (long)(LULL_POOL_BYTES / lull__class_size[lull__node_of(head)->cls]);
+    unsigned cls = lull__node_cls(lull__node_of(head));
+    struct lull__pool *p = &lull__pool[cls];
+    long cap = (long)(LULL_POOL_BYTES / lull__class_size[cls]);
     if (lull__load_relaxed(&p->n) + (long)head->n > cap) {
         lull__free_list(head);
         return;
@@ -178,6 +189,15 @@ static bool lull__cache_enter(void)
     return true;
 }
 
+/* Class nodes are 64-byte aligned, so that struct lull_node's lines are
+ * the machine's (see store_internal.h). */
+static struct lull_node *lull__node_new(unsigned cls, size_t bytes)
+{
+    if (cls == LULL_NO_CLASS)
+        return lull__malloc(bytes);
+    return lull__aligned_alloc(lull__cacheline, lull__class_size[cls]);
+}
+
 struct lull_node *lull__node_get(size_t key_len, size_t cap)
 {
     size_t bytes = sizeof(struct lull_node) + lull__koff(key_len) + cap;
@@ -207,23 +227,20 @@ struct lull_node *lull__node_get(size_t key_len, size_t cap)
             lull__cache.cur[cls] = next;
             if (next) {
                 struct lull_node *nn = lull__node_of(next);
-                __builtin_prefetch(&nn->retire.next, 1, 3);
-                __builtin_prefetch(nn->data, 1, 3);
+                __builtin_prefetch(&nn->retire, 1, 3);       /* line 0 */
+                __builtin_prefetch(&nn->snap, 1, 3);         /* line 1: snap, key, value */
             }
             n = lull__node_of(d);
         } else {
-            n = lull__malloc(lull__class_size[cls]);
+            n = lull__node_new(cls, bytes);
         }
     } else {
-        if (cls != LULL_NO_CLASS)
-            bytes = lull__class_size[cls];
-        n = lull__malloc(bytes);
+        n = lull__node_new(cls, bytes);
     }
     if (!n)
         return NULL;
-    n->cls = (uint8_t)cls;
-    n->cap = (uint32_t)((cls != LULL_NO_CLASS ? lull__class_size[cls] : bytes)
-                        - sizeof(struct lull_node) - lull__koff(key_len));
+    n->retire.aux = (uint32_t)((cls != LULL_NO_CLASS ? lull__class_size[cls] : bytes)
+                               - sizeof(struct lull_node) - lull__koff(key_len));
     return n;
 }
 
@@ -231,9 +248,10 @@ void lull__node_put(struct lull_node *n)
 {
     if (!n)
         return;
-    if (LULL_RECYCLE && n->cls != LULL_NO_CLASS && lull__cache_live) {
-        n->retire.next = lull__cache.cur[n->cls];
-        lull__cache.cur[n->cls] = &n->retire;
+    unsigned cls = lull__node_cls(n);
+    if (LULL_RECYCLE && cls != LULL_NO_CLASS && lull__cache_live) {
+        n->retire.next = lull__cache.cur[cls];
+        lull__cache.cur[cls] = &n->retire;
         return;
     }
     lull__node_free(n);
@@ -246,8 +264,9 @@ static void lull__node_free_deferred(struct lull__deferred *d)
 
 void lull__node_retire(struct lull_node *n)
 {
-    if (LULL_RECYCLE && n->cls != LULL_NO_CLASS)
-        lull__defer_kind(&n->retire, n->cls, lull__chain_recycle);
+    unsigned cls = lull__node_cls(n);
+    if (LULL_RECYCLE && cls != LULL_NO_CLASS)
+        lull__defer_kind(&n->retire, cls, lull__chain_recycle);
     else
         lull__defer(&n->retire, lull__node_free_deferred);
 }
