@@ -554,6 +554,13 @@ int lull_synchronize(void)
     return 0;
 }
 
+void lull_flush(void)
+{
+    /* A thread that never called lull has nothing batched. */
+    if (lull__tls.state != LULL_T_NEW)
+        lull__flush();
+}
+
 int lull_barrier(void)
 {
     if (lull_read_ongoing() || lull__tls.in_deferred)

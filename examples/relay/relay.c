@@ -808,6 +808,9 @@ static void *worker_main(void *arg)
             epoll_ctl(w->ep, EPOLL_CTL_DEL, g.lfd, NULL);   /* stop accepting */
             w->listening = false;
         }
+        /* What this loop retired (closed conns wait for their free
+         * callback) is batched here: queue it before sleeping. */
+        lull_flush();
         int n = epoll_wait(w->ep, ev, 64, timeout_ms(w));
         w->now = now_ns();
         for (int i = 0; i < n; i++) {

@@ -97,6 +97,24 @@ LULL_API int lull_synchronize(void);
  */
 LULL_API int lull_barrier(void);
 
+/*
+ * lull_flush - queue the calling thread's retired memory now, without
+ * waiting for it to be freed.
+ *
+ * A thread batches what its writes retire (replaced snapshots, a
+ * registry's closed conns and dependents, whose free callbacks run only
+ * once their batch is reclaimed) and queues a batch every
+ * LULL_RETIRE_BATCH objects.  On a thread that then goes quiet -- an event
+ * loop about to sleep in epoll_wait -- up to that many objects would wait
+ * for its next writes.  Call lull_flush before sleeping: they are freed
+ * after the next grace period instead (about a millisecond later).
+ * Threads: any; a no-op on a thread with nothing batched.  Section: may be
+ *   called inside one.  Blocks: no (at most one futex wake-up of the
+ *   reclaim thread).  Ordering: as any retirement -- the frees run after a
+ *   grace period that began after this call.
+ */
+LULL_API void lull_flush(void);
+
 /* How many retired objects a thread batches before it queues them. */
 #define LULL_RETIRE_BATCH 64
 

@@ -3,6 +3,8 @@
  * wait inside a section (-EDEADLK). */
 #include "testutil.h"
 
+#include <pthread.h>
+#include <semaphore.h>
 #include <string.h>
 
 static void test_strerror(void **state)
@@ -99,6 +101,54 @@ static void test_first_call_any(void **state)
     assert_int_equal(lull_barrier(), 0);
 }
 
+/* lull_flush: what a quiet thread retired is freed without its exiting or
+ * waiting.  The thread retires fewer than LULL_RETIRE_BATCH objects (so
+ * nothing is queued by itself), flushes and stays alive; another thread's
+ * barrier must then find them run. */
+static long flushed_ran;
+static sem_t flush_done, flush_exit;
+
+static void count_fn(struct lull__deferred *d)
+{
+    __atomic_fetch_add(&flushed_ran, 1, __ATOMIC_RELAXED);
+    free(d);
+}
+
+static void *quiet_thread(void *arg)
+{
+    int n = *(int *)arg;
+    for (int i = 0; i < n; i++) {
+        struct lull__deferred *d = calloc(1, sizeof *d);
+        assert_non_null(d);
+        lull__defer(d, count_fn);
+    }
+    lull_read_lock();
+    lull_flush();                       /* allowed inside a section */
+    lull_read_unlock();
+    sem_post(&flush_done);
+    sem_wait(&flush_exit);              /* alive (and its batch not exit-flushed) */
+    return NULL;
+}
+
+static void test_flush(void **state)
+{
+    (void)state;
+    int n = LULL_RETIRE_BATCH / 2;
+    pthread_t t;
+    sem_init(&flush_done, 0, 0);
+    sem_init(&flush_exit, 0, 0);
+    lull_flush();                       /* no-op on a thread that never called lull */
+    assert_int_equal(lull__rcu_start(), 0);
+    assert_int_equal(pthread_create(&t, NULL, quiet_thread, &n), 0);
+    sem_wait(&flush_done);
+    assert_int_equal(lull_barrier(), 0);
+    assert_int_equal(__atomic_load_n(&flushed_ran, __ATOMIC_RELAXED), n);
+    sem_post(&flush_exit);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    sem_destroy(&flush_done);
+    sem_destroy(&flush_exit);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -106,6 +156,7 @@ int main(void)
         cmocka_unit_test(test_sections_nest),
         cmocka_unit_test(test_destroy_in_section),
         cmocka_unit_test(test_first_call_any),
+        cmocka_unit_test(test_flush),
     };
     if (getenv("LT_TEST"))      /* run only the tests matching this pattern */
         cmocka_set_test_filter(getenv("LT_TEST"));
