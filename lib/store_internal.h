@@ -35,17 +35,20 @@ static inline bool lull__key_eq(const unsigned char *a, const unsigned char *b, 
 }
 
 /*
- * One published snapshot.  Laid out for the reader, in 64-byte lines (class
- * nodes are 64-byte aligned):
+ * One published snapshot, laid out for the reader:
  *
- *   line 0   retire, fin (writers only)           ht (the chain walk)
- *   line 1   snap (key, lengths, version)   key   value's first bytes
+ *   0        retire, fin      writers only, after unlink / while pending
+ *   48       ht               the chain walk: hash and link
+ *   64       snap             key pointer, lengths, version
+ *   104      key, value       a 16-byte key, then the value
  *
- * A lookup that walks past a node reads its line 0 only (the hash is in
- * ht); the node it finds costs one more line for the key compare, the
- * version and, for keys up to 16 bytes, the first 8 value bytes: two lines
- * a hit instead of three.  The cold fields sit in front where readers never
- * look; the capacity lives in retire's spare word (lull__node_cap).
+ * What a hit reads -- ht through the first 8 value bytes of a key of up to
+ * 16 bytes -- is 80 contiguous bytes from offset 48; malloc's 16-byte
+ * alignment puts them in two 64-byte lines whatever the address (they
+ * start at most 48 bytes into a line).  Before, ht and snap came first and
+ * the key after the cold fields: 136 bytes, three lines.  A lookup that
+ * walks past a node reads only ht.  The capacity lives in retire's spare
+ * word (lull__node_cap).
  */
 struct lull_node {
     struct lull__deferred retire;   /* used once the node is unlinked; .aux: capacity */
@@ -56,7 +59,7 @@ struct lull_node {
     unsigned char data[];           /* key, padding to 8, value */
 };
 _Static_assert(offsetof(struct lull_node, ht) == 48 && offsetof(struct lull_node, snap) == 64,
-               "lull_node: ht must end line 0 and snap start line 1");
+               "lull_node: the hot fields must stay together (see above)");
 
 /* Value bytes the node's allocation holds. */
 static inline size_t lull__node_cap(const struct lull_node *n)
