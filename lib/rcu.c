@@ -67,12 +67,16 @@ char lull__tsan_grace;
 #endif
 
 /* How long the reclaim thread lets batches gather after a take (see top).
- * Measured with one writer putting 256-byte values on one key (2 busy
- * cores; liburcu's call_rcu gave 210-255 ns a put): no pause 175-290 ns and
- * 50-80 k wake-ups per 10 M puts; 0.25-2 ms 75-130 ns; 4-10 ms 115-180 ns
- * (recycled nodes come back colder, and at 10 ms the backpressure cap is
- * reached).  1 ms is in the flat middle. */
-#define LULL_GATHER_NS 1000000ull
+ * Every grace period costs each running thread of the process a membarrier
+ * IPI, readers included, so fewer is better once there are several
+ * threads: 1024 hot keys, 2 threads (bench/bench_store.c), 1 ms -> 10 ms
+ * took the 90/10 mix from 189 to 125-133 ns an op and disjoint updates
+ * from 550-620 to 410-510 ns.  One lone writer prefers shorter pauses
+ * (256-byte puts on one key: 75-130 ns at 0.25-2 ms, 115-180 ns at
+ * 4-10 ms), but a server is not one thread.  10 ms is also liburcu's
+ * call_rcu period.  Memory stays bounded either way: a writer that passes
+ * LULL_INFLIGHT_MAX waits, and its wait cuts the pause short. */
+#define LULL_GATHER_NS 10000000ull
 
 enum { LULL_T_NEW = 0, LULL_T_OURS, LULL_T_USERS };
 

@@ -107,7 +107,7 @@ LULL_API int lull_barrier(void);
  * LULL_RETIRE_BATCH objects.  On a thread that then goes quiet -- an event
  * loop about to sleep in epoll_wait -- up to that many objects would wait
  * for its next writes.  Call lull_flush before sleeping: they are freed
- * after the next grace period instead (about a millisecond later).
+ * after the next grace period instead (within about 10 ms).
  * Threads: any; a no-op on a thread with nothing batched.  Section: may be
  *   called inside one.  Blocks: no (at most one futex wake-up of the
  *   reclaim thread).  Ordering: as any retirement -- the frees run after a
