@@ -29,7 +29,7 @@ static void lw_bad(struct lw_checker *c, const char *fmt, ...)
     va_end(ap);
 }
 
-/* seen[slot]: 0 unseen, 1 in a shard list, 2 on the free stack */
+/* seen[slot]: 0 unseen, 1 in a shard list, 2 free (a shard's cache or the free stack) */
 static void lw_check_shard(lull_wheel *w, unsigned si, unsigned char *seen, uint32_t fresh,
                            size_t *listed, struct lw_checker *c)
 {
@@ -64,39 +64,44 @@ static void lw_check_shard(lull_wheel *w, unsigned si, unsigned char *seen, uint
             uint64_t e = lw_tick(w, d);
             if (LW_ST(s) != LW_PENDING || LW_EPOCH(s) == 0)
                 lw_bad(c, "slot %u: listed but state %#llx is not pending", cur, (unsigned long long)s);
-            if (lw_where(r) != LW_IN_LIST || r->list != list)
-                lw_bad(c, "slot %u: where %u list %u, found in list %u", cur, lw_where(r), r->list, list);
+            if (LW_SHARD(s) != si)
+                lw_bad(c, "slot %u: its word names shard %u, found in shard %u", cur, LW_SHARD(s), si);
+            if (LW_LIST(s) != list)
+                lw_bad(c, "slot %u: its word names list %u, found in list %u", cur, LW_LIST(s), list);
             if (r->prev != prev)
                 lw_bad(c, "slot %u: prev %u, expected %u", cur, r->prev, prev);
-            unsigned rs = __atomic_load_n(&r->shard, __ATOMIC_RELAXED);   /* relaxed: as above */
-            if (rs != si)
-                lw_bad(c, "slot %u: shard field %u, found in shard %u", cur, rs, si);
             if (d == UINT64_MAX)
                 lw_bad(c, "slot %u: deadline UINT64_MAX (must saturate below)", cur);
+            if (e != d / w->tick_ns)
+                lw_bad(c, "slot %u: tick %llu of deadline %llu is not deadline / %llu", cur,
+                       (unsigned long long)e, (unsigned long long)d,
+                       (unsigned long long)w->tick_ns);
+            /* the list lw_list_of names is the one cancel and reschedule unlink from */
+            unsigned want = lw_list_of(sh, e);
+            /* scheduled before the last advance and due by its clock: it
+             * must have been collected, wherever it is listed */
+            if (d <= sh->last_n && q < sh->mark)
+                lw_bad(c, "slot %u: past due (deadline %llu <= clock %llu of the last advance)"
+                       " yet left unfired", cur, (unsigned long long)d,
+                       (unsigned long long)sh->last_n);
+            if (level == 0 && list != LW_DUE && d < sh->min0[b])
+                lw_bad(c, "slot %u: deadline %llu below its bucket's bound %llu", cur,
+                       (unsigned long long)d, (unsigned long long)sh->min0[b]);
             if (list == LW_DUE) {
-                if (e > sh->now)
+                if (want != LW_DUE)
                     lw_bad(c, "slot %u: on the due list, tick %llu ahead of now %llu", cur,
                            (unsigned long long)e, (unsigned long long)sh->now);
-                if (d <= sh->last_n && q < sh->mark)
-                    lw_bad(c, "slot %u: past due (deadline %llu <= clock %llu of the last advance)"
-                           " yet left unfired", cur, (unsigned long long)d,
-                           (unsigned long long)sh->last_n);
-            } else {
-                unsigned want_l = e > sh->now ?
-                    (63u - (unsigned)__builtin_clzll(e ^ sh->now)) / LW_BITS : LW_LEVELS;
-                unsigned want_b = want_l < LW_LEVELS ?
-                    (unsigned)(e >> (want_l * LW_BITS)) & (LW_SLOTS - 1) : 0;
-                if (e <= sh->now)
-                    lw_bad(c, "slot %u: in bucket %u/%u but its tick %llu is not after now %llu",
-                           cur, level, b, (unsigned long long)e, (unsigned long long)sh->now);
-                else if (want_l != level || want_b != b)
-                    lw_bad(c, "slot %u: tick %llu belongs in bucket %u/%u, found in %u/%u", cur,
-                           (unsigned long long)e, want_l, want_b, level, b);
+            } else if (want == LW_DUE) {
+                lw_bad(c, "slot %u: in bucket %u/%u but its tick %llu is not after now %llu",
+                       cur, level, b, (unsigned long long)e, (unsigned long long)sh->now);
+            } else if (want != list) {
+                lw_bad(c, "slot %u: tick %llu belongs in bucket %u/%u, found in %u/%u", cur,
+                       (unsigned long long)e, want / LW_SLOTS, want % LW_SLOTS, level, b);
             }
             if (d < min_d)
                 min_d = d;
             prev = cur;
-            cur = r->next;
+            cur = lw_next(r);
         }
     }
     /* relaxed: under the lock. */
@@ -104,6 +109,29 @@ static void lw_check_shard(lull_wheel *w, unsigned si, unsigned char *seen, uint
     if (hint > min_d)
         lw_bad(c, "shard %u: next deadline hint %llu is later than deadline %llu", si,
                (unsigned long long)hint, (unsigned long long)min_d);
+
+    /* its cache of free slots */
+    uint32_t n = 0;
+    for (uint32_t cur = sh->free_top; cur != LW_NIL; n++) {
+        if (cur >= fresh) {
+            lw_bad(c, "shard %u cache: slot %u past the slab (%u)", si, cur, fresh);
+            break;
+        }
+        if (seen[cur]) {
+            lw_bad(c, "shard %u cache: slot %u %s", si, cur,
+                   seen[cur] == 2 ? "twice (cycle)" : "also listed");
+            break;
+        }
+        seen[cur] = 2;
+        struct lull__wtimer *r = lw_rec(sl, cur);
+        /* relaxed: under the lock. */
+        uint64_t s = __atomic_load_n(&r->state, __ATOMIC_RELAXED);
+        if (LW_ST(s) != LW_FREE || LW_EPOCH(s) == 0)
+            lw_bad(c, "shard %u cache: slot %u has state %#llx", si, cur, (unsigned long long)s);
+        cur = lw_next(r);
+    }
+    if (n != sh->nfree)
+        lw_bad(c, "shard %u cache: %u slots, its count says %u", si, n, sh->nfree);
 }
 
 int lull_wheel_check(lull_wheel *w, FILE *out)
@@ -113,9 +141,9 @@ int lull_wheel_check(lull_wheel *w, FILE *out)
     struct lw_checker c = { out, 0 };
     struct lull__wslab *sl = &w->slab;
 
-    pthread_mutex_lock(&w->mu);
-    bool advancing = w->advancing;
-    pthread_mutex_unlock(&w->mu);
+    /* relaxed: meaningful only when no other thread uses w (or from a
+     * callback, when it is this thread's advance that runs). */
+    bool advancing = __atomic_load_n(&w->adv, __ATOMIC_RELAXED) & 1u;
 
     /* acquire: as in lw_decode. */
     uint32_t fresh = __atomic_load_n(&sl->fresh, __ATOMIC_ACQUIRE);
@@ -130,20 +158,19 @@ int lull_wheel_check(lull_wheel *w, FILE *out)
         lw_unlock(&w->shards[i]);
     }
 
-    /* The free stack.  acquire: as in lw_slot_pop. */
+    /* The free stack.  acquire: as in lull__wslot_pop. */
     uint64_t h = __atomic_load_n(&sl->head, __ATOMIC_ACQUIRE);
-    size_t nfree = 0;
     for (uint32_t cur = (uint32_t)h; cur != LW_NIL;) {
         if (cur >= fresh) {
             lw_bad(&c, "free stack: slot %u past the slab (%u)", cur, fresh);
             break;
         }
         if (seen[cur]) {
-            lw_bad(&c, "free stack: slot %u %s", cur, seen[cur] == 2 ? "twice (cycle)" : "also listed");
+            lw_bad(&c, "free stack: slot %u %s", cur, seen[cur] == 2 ? "twice (cycle, or also "
+                   "in a cache)" : "also listed");
             break;
         }
         seen[cur] = 2;
-        nfree++;
         struct lull__wtimer *r = lw_rec(sl, cur);
         /* relaxed (both): ordered by the acquire load of head. */
         uint64_t s = __atomic_load_n(&r->state, __ATOMIC_RELAXED);
@@ -153,7 +180,7 @@ int lull_wheel_check(lull_wheel *w, FILE *out)
     }
 
     /* Every slot: listed, free, retired, or (during an advance) in flight. */
-    size_t used = 0, retired = 0, pend = 0;
+    size_t nfree = 0, used = 0, retired = 0, pend = 0;
     for (uint32_t slot = 0; slot < fresh; slot++) {
         struct lull__wtimer *r = lw_rec(sl, slot);
         /* relaxed: quiescent. */
@@ -164,10 +191,12 @@ int lull_wheel_check(lull_wheel *w, FILE *out)
                 lw_bad(&c, "slot %u: retired but listed or free", slot);
             continue;
         }
-        if (seen[slot] == 2)
+        if (seen[slot] == 2) {
+            nfree++;
             continue;
+        }
         used++;
-        if (LW_ST(s) == LW_PENDING)
+        if (lw_is_pending(LW_ST(s)))
             pend++;
         if (seen[slot] == 1)
             continue;
@@ -180,11 +209,15 @@ int lull_wheel_check(lull_wheel *w, FILE *out)
     /* relaxed: counters, quiescent. */
     if (retired != __atomic_load_n(&sl->retired, __ATOMIC_RELAXED))
         lw_bad(&c, "slab: %zu retired slots, counter says %u", retired, sl->retired);
-    size_t pending = __atomic_load_n(&w->pending, __ATOMIC_RELAXED);
+    size_t pending = lull_wheel_pending(w);
     if (!advancing && (pend != pending || listed != pending))
         lw_bad(&c, "pending count %zu, but %zu pending records (%zu listed)", pending, pend, listed);
-    if (w->max_timers && pending > w->max_timers)
-        lw_bad(&c, "pending count %zu over max_timers %zu", pending, w->max_timers);
+    /* relaxed: quiescent. */
+    size_t reserved = __atomic_load_n(&w->reserved, __ATOMIC_RELAXED);
+    if (w->max_timers && !advancing && reserved != pending)
+        lw_bad(&c, "%zu timers reserved against max_timers, but %zu pending", reserved, pending);
+    if (w->max_timers && reserved > w->max_timers)
+        lw_bad(&c, "pending count %zu over max_timers %zu", reserved, w->max_timers);
     lull__free(seen);
     return c.bad;
 }

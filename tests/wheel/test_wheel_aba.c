@@ -163,6 +163,7 @@ static int setup(void **state)
 {
     (void)state;
     lull__wheel_shards = 0;
+    lull__wslab_cache_max = 0;  /* no shard caches: every free slot goes to the free stack */
     wt_set(&clk, 1000 * SEC);
     return 0;
 }
