@@ -5,7 +5,7 @@
  * exact (timers cascade down to level 0 before they fire, no 12.5%-late
  * levels), and exact to the nanosecond: a timer fires at the first advance
  * whose clock reads at or after its deadline, never before.  Timer records
- * live in a slab indexed by 32-bit slot numbers, 64 bytes each.  A handle
+ * live in a slab indexed by 32-bit slot numbers, 48 bytes each.  A handle
  * (lull_timer) is (epoch << 32) | slot: the epoch changes every time the
  * slot is reused or the timer rescheduled, and a slot whose epochs run out
  * is retired, so a handle is never reused and a stale handle can never
@@ -122,7 +122,9 @@ LULL_API int lull_wheel_cancel(lull_wheel *w, lull_timer t);
  *   (nothing done) when called from t's own callback (fn would wait for
  *   itself).  Whatever it returns but -EDEADLK, fn is not running and never
  *   will.
- * Threads: any.  Blocks: while t's callback runs.
+ * Threads: any.  Blocks: while t's callback runs -- it polls (spins, yields,
+ *   then sleeps up to 1 ms at a time, as Linux's del_timer_sync does), so it
+ *   may return up to about 1 ms after fn has.
  * Ordering: after -EINPROGRESS, everything fn did is visible to the caller.
  */
 LULL_API int lull_wheel_cancel_sync(lull_wheel *w, lull_timer t);
