@@ -416,7 +416,7 @@ long lull__inflight_now(void)
 
 /* Close b: its head carries the count (and chain_fn), b starts again.  The
  * objects count as in flight from here until their take has run. */
-static struct lull__deferred *lull__seal(struct lull__batch *b, uintptr_t *kind)
+static struct lull__deferred *lull__batch_close(struct lull__batch *b, uintptr_t *kind)
 {
     struct lull__deferred *head = b->head;
     head->n = b->n;
@@ -441,7 +441,7 @@ static void lull__flush_one(struct lull__batch *b)
     if (lull__unlikely(!lull__running()) && lull__rcu_start() != 0)
         return;
     uintptr_t kind;
-    struct lull__deferred *head = lull__seal(b, &kind);
+    struct lull__deferred *head = lull__batch_close(b, &kind);
     /* The retiring thread's own accesses happen before the free. */
     lull__tsan_release(&lull__tsan_grace);
     lull__push(head, kind);
@@ -476,7 +476,7 @@ static void lull__reclaim_here(void)
         if (!all[i]->head)
             continue;
         uintptr_t kind;
-        struct lull__deferred *head = lull__seal(all[i], &kind);
+        struct lull__deferred *head = lull__batch_close(all[i], &kind);
         *lull__qkind(head) = kind;
         *lull__qlink(head) = take;
         take = head;

@@ -40,7 +40,6 @@
 #include <unistd.h>
 
 unsigned lull__wheel_shards;
-int lull__wheel_fail_thread;
 unsigned lull__wslab_cache_max = LW_CACHE_MAX;
 
 /* ---- thread-local records -------------------------------------------------- */
@@ -625,10 +624,7 @@ lull_wheel *lull_wheel_create(const struct lull_wheel_opts *opts)
     pthread_condattr_destroy(&ca);
     if (o.driver_thread) {
         w->has_driver = true;
-        /* relaxed: a test hook, set and read on the creating thread. */
-        int err = __atomic_exchange_n(&lull__wheel_fail_thread, 0, __ATOMIC_RELAXED);
-        if (!err)
-            err = lull__thread_create(&w->driver, lw_driver_main, w);
+        int err = lull__thread_create(&w->driver, lw_driver_main, w);
         if (err) {
             lw_free(w);
             errno = err;

@@ -375,9 +375,6 @@ static inline void lw_unlock(struct lw_shard *sh)
  * up to a power of two, at most LW_MAX_SHARDS).  Benchmarks compare 1 (a
  * single lock) with more. */
 extern unsigned lull__wheel_shards;
-/* Make the next create with driver_thread fail as if pthread_create had
- * returned this error (0: off). */
-extern int lull__wheel_fail_thread;
 /* How many free slots a shard keeps in its cache (default LW_CACHE_MAX; 0:
  * every free slot goes straight to the free stack, as test_wheel_aba needs).
  * Set it while no wheel is in use. */

@@ -665,7 +665,7 @@ static void t_alloc_failure_sweep(void **state)
 static void t_driver_start_failure(void **state)
 {
     (void)state;
-    lull__wheel_fail_thread = EAGAIN;
+    lull__thread_fault_arm(1);          /* the driver's pthread_create fails: EAGAIN */
     struct lull_wheel_opts o = { .driver_thread = true };
     errno = 0;
     assert_null(lull_wheel_create(&o));
