@@ -56,6 +56,8 @@
 
 struct lull_store {
     struct cds_lfht *ht;
+    struct lull__index *ix;         /* the front index (store_index.c); replaced when
+                                       the table grows: release store, acquire loads */
     uint64_t seed;                  /* per-store hash seed (hash flooding) */
     size_t max_keys, max_key_len, max_value_len;
     uint64_t update_timeout_ns;
@@ -77,31 +79,53 @@ static inline uint64_t lull__mix(uint64_t a, uint64_t b)
     return (uint64_t)r ^ (uint64_t)(r >> 64);
 }
 
-/* A multiply-fold hash (wyhash-style), seeded per store. */
-static uint64_t lull__hash(const void *key, size_t n, uint64_t seed)
+/* A multiply-fold hash (wyhash-style), seeded per store.  Keys of up to 16
+ * bytes -- the ids and tokens servers use -- take two loads and two
+ * multiplies: the lookup's hot path is mostly this and two cache lines. */
+static inline uint64_t lull__hash(const void *key, size_t n, uint64_t seed)
 {
     const unsigned char *p = key;
-    uint64_t h = seed ^ lull__mix(n ^ 0xa0761d6478bd642full, 0xe7037ed1a0b428dbull);
     uint64_t a, b;
 
-    while (n >= 16) {
+    if (lull__likely(n <= 16)) {
+        if (n >= 8) {
+            memcpy(&a, p, 8);
+            memcpy(&b, p + n - 8, 8);
+        } else if (n >= 4) {
+            uint32_t x, y;
+            memcpy(&x, p, 4);
+            memcpy(&y, p + n - 4, 4);
+            a = x;
+            b = y;
+        } else {
+            a = (uint64_t)p[0] << 16 | (uint64_t)p[n >> 1] << 8 | p[n - 1];
+            b = 0;
+        }
+        /* The seed in both factors: neither can be made zero by a key
+         * chosen without knowing it (a zero factor would erase the other). */
+        uint64_t h = lull__mix(a ^ seed ^ 0xa0761d6478bd642full,
+                               b ^ seed ^ 0xe7037ed1a0b428dbull ^ n);
+        return lull__mix(h ^ 0xe7037ed1a0b428dbull, h ^ 0x8ebc6af09c88c6e3ull);
+    }
+    uint64_t h = seed ^ lull__mix(n ^ 0xa0761d6478bd642full, 0xe7037ed1a0b428dbull);
+    while (n > 16) {
         memcpy(&a, p, 8);
         memcpy(&b, p + 8, 8);
-        h = lull__mix(a ^ 0x8ebc6af09c88c6e3ull, b ^ h);
+        h = lull__mix(a ^ seed ^ 0x8ebc6af09c88c6e3ull, b ^ h);
         p += 16;
         n -= 16;
     }
+    /* The last 1..16 bytes, as two overlapping words when there are 8+. */
+    p += n;
     if (n >= 8) {
-        memcpy(&a, p, 8);
-        h = lull__mix(a ^ 0x589965cc75374cc3ull, h ^ 0x1d8e4e27c47d124full);
-        p += 8;
-        n -= 8;
-    }
-    if (n) {
+        memcpy(&a, p - n, 8);
+        memcpy(&b, p - 8, 8);
+    } else {
         a = 0;
-        memcpy(&a, p, n);
-        h = lull__mix(a ^ 0xa0761d6478bd642full, h ^ 0xe7037ed1a0b428dbull);
+        memcpy(&a, p - n, n);
+        b = n;
     }
+    h = lull__mix(a ^ seed ^ 0x589965cc75374cc3ull, b ^ h ^ 0x1d8e4e27c47d124full);
     return lull__mix(h ^ 0x8ebc6af09c88c6e3ull, h ^ 0x589965cc75374cc3ull);
 }
 
@@ -291,6 +315,8 @@ static struct lull_node *lull__node_alloc(const void *key, size_t key_len, size_
     n->snap.value_len = 0;
     n->snap.version = 0;
     n->fin = 0;
+    n->dead = 0;
+    n->ixref = 1;                   /* the publisher's install reference */
     return n;
 }
 
@@ -393,8 +419,11 @@ lull_store *lull_store_create(const struct lull_store_opts *opts)
     } else {
         s->grow_at = init;
     }
-    s->ht = cds_lfht_new_flavor(init, LULL_TABLE_MIN, max, 0, &urcu_memb_flavor, NULL);
+    s->ix = lull__ix_new(init);
+    s->ht = s->ix ? cds_lfht_new_flavor(init, LULL_TABLE_MIN, max, 0, &urcu_memb_flavor, NULL)
+                  : NULL;
     if (!s->ht) {
+        lull__ix_free(s->ix);
         pthread_mutex_destroy(&s->resize_lock);
         lull__free(s);
         errno = ENOMEM;
@@ -429,11 +458,47 @@ int lull_store_destroy(lull_store *s)
         dead = next;
     }
     cds_lfht_destroy(s->ht, NULL);
+    lull__ix_free(s->ix);
     pthread_mutex_destroy(&s->resize_lock);
     lull_barrier();         /* snapshots retired earlier are recycled or freed too */
     lull__node_trim();      /* and the recycled ones handed back to malloc */
     lull__free(s);
     return 0;
+}
+
+/* Give the store a front index sized for a table of `size` buckets, and
+ * fill it from the table.  Under resize_lock, outside any section.  The new
+ * index is published empty and filled afterwards, through the install
+ * protocol like any installer: a node retired meanwhile is then removed from
+ * it by its owner (filling an index before publishing it could leave a
+ * retired node in it).  The old index goes after a grace period: readers
+ * that loaded it may still be using it.  Out of memory keeps the old one:
+ * more keys miss it, nothing else changes. */
+unsigned long lull__ix_grow_skips;
+
+static void lull__ix_grow(lull_store *s, unsigned long size)
+{
+    struct lull__index *old = s->ix;    /* written under resize_lock only */
+    struct lull__index *t = lull__ix_new(size);
+    if (!t) {
+        __atomic_fetch_add(&lull__ix_grow_skips, 1, __ATOMIC_RELAXED);   /* a count, for tests */
+        return;
+    }
+    /* Release: pairs with the acquire loads of s->ix (lull__get,
+     * store_index.c): the zeroed slots are visible with the pointer. */
+    lull__store_release(&s->ix, t);
+
+    struct cds_lfht_iter it;
+    struct lull_node *node;
+    lull_read_lock();
+    lull__for_each_node(s->ht, &it, node) {
+        if (lull__version(node) && !lull__load_relaxed(&node->dead))
+            lull__ix_install(&s->ix, node, lull__hash(node->data, node->snap.key_len, s->seed),
+                             false);
+    }
+    lull_read_unlock();
+    lull_synchronize();
+    lull__ix_free(old);
 }
 
 /* Grow an unlimited store's table.  Called by a writer after its publish,
@@ -453,6 +518,7 @@ static void lull__maybe_grow(lull_store *s)
         if (size > LULL_TABLE_MAX)
             size = LULL_TABLE_MAX;
         cds_lfht_resize(s->ht, size);
+        lull__ix_grow(s, size);
         /* Relaxed: grow_at is a hint for the unlocked check above; the
          * mutex orders it for resizers. */
         lull__store_relaxed(&s->grow_at, size >= LULL_TABLE_MAX ? 0 : size);
@@ -467,15 +533,32 @@ static inline bool lull__key_ok(const lull_store *s, const void *key, size_t key
     return s && key && key_len && key_len <= s->max_key_len;
 }
 
-/* The lookup behind get and read, on input already checked. */
-static const struct lull_snap *lull__get(lull_store *s, const void *key, size_t key_len)
+/* A miss in the front index: ask cds_lfht, and put what it has back into
+ * the index so the next lookup hits.  Out of line: the hit path stays short. */
+static __attribute__((noinline)) const struct lull_snap *
+lull__get_slow(lull_store *s, const void *key, size_t key_len, uint64_t hash)
 {
     struct lull__key k = { key, key_len };
     struct cds_lfht_iter it;
-    struct lull_node *node = lull__lookup(s, &k, lull__hash(key, key_len, s->seed), &it);
+    struct lull_node *node = lull__lookup(s, &k, hash, &it);
     if (!node || !lull__version(node))
         return NULL;        /* absent, or an insert not yet finalised */
+    if (!lull__load_relaxed(&node->dead))
+        lull__ix_install(&s->ix, node, hash, false);
     return &node->snap;
+}
+
+/* The lookup behind get and read, on input already checked; inside a
+ * read-side section.  A hit in the front index linearizes at its read of
+ * node->dead (see store_internal.h); anything else asks cds_lfht. */
+static inline const struct lull_snap *lull__get(lull_store *s, const void *key, size_t key_len)
+{
+    uint64_t hash = lull__hash(key, key_len, s->seed);
+    /* Acquire: pairs with the release that published this index. */
+    struct lull_node *node = lull__ix_find(lull__load_acquire(&s->ix), key, key_len, hash);
+    if (lull__likely(node != NULL) && lull__likely(lull__version(node) != 0))
+        return &node->snap;
+    return lull__get_slow(s, key, key_len, hash);
 }
 
 const struct lull_snap *lull_store_get(lull_store *s, const void *key, size_t key_len)
@@ -539,6 +622,18 @@ size_t lull_store_count(lull_store *s)
 }
 
 /* ------------------------------------------------------------ the writer */
+
+/* n is about to be unlinked (replace or del): readers that find it in the
+ * front index must ask cds_lfht instead.  The unlink that follows
+ * (cds_lfht_replace/del: a full-barrier cmpxchg) orders it before n leaves
+ * the table, so a reader that reads dead == 0 read it while n was current
+ * (release: a plain store on x86; it is the barrier that does the work).
+ * When the unlink then fails, n had been unlinked by another writer: dead
+ * was due anyway. */
+static inline void lull__ix_dead(struct lull_node *n)
+{
+    lull__store_release(&n->dead, 1u);
+}
 
 /* Reserve room for one more key.  Relaxed: the count is a number, not a
  * publication; the table's own barriers order the insert itself. */
@@ -630,9 +725,10 @@ static int lull__write(lull_store *s, const void *key, size_t key_len,
         }
         if (rc == LULL_REMOVE) {
             lull__tomb_raise(s, hash, cur_v);
+            lull__ix_dead(cur);
             if (cds_lfht_del(s->ht, &cur->ht) == 0) {
                 lull__unreserve(s);
-                lull__node_retire(cur);
+                lull__ix_unlinked(&s->ix, cur, hash);
                 res.outcome = LULL_REMOVED;
                 res.version = cur_v;
                 rc = 0;
@@ -652,9 +748,13 @@ static int lull__write(lull_store *s, const void *key, size_t key_len,
             if (cur) {
                 uint64_t v = lull__next_version(cur_v);
                 lull__seal(w.node, w.buf.len, v);
+                lull__ix_dead(cur);
                 if (cds_lfht_replace(s->ht, &it, (unsigned long)hash, lull__match, &k,
                                      &w.node->ht) == 0) {
-                    lull__node_retire(cur);
+                    /* The new node takes cur's slot; cur's removal pass
+                     * then finds nothing to do. */
+                    lull__ix_install(&s->ix, w.node, hash, true);
+                    lull__ix_unlinked(&s->ix, cur, hash);
                     w.node = NULL;
                     res.outcome = LULL_UPDATED;
                     res.version = v;
@@ -671,6 +771,7 @@ static int lull__write(lull_store *s, const void *key, size_t key_len,
                                                                 lull__match, &k, &w.node->ht);
                 if (got == &w.node->ht) {
                     res.version = lull__finalize(s, w.node, hash);
+                    lull__ix_install(&s->ix, w.node, hash, true);
                     res.outcome = LULL_INSERTED;
                     w.node = NULL;
                     grew = true;
@@ -802,6 +903,18 @@ int lull_store_update(lull_store *s, const void *key, size_t key_len,
     return lull__write(s, key, key_len, fn, arg, info, true, 0, true);
 }
 
+void lull__store_ix_stats(lull_store *s, size_t *slots, size_t *used)
+{
+    lull_read_lock();
+    struct lull__index *t = lull__load_acquire(&s->ix);
+    size_t n = 0;
+    for (size_t i = 0; i <= t->mask; i++)
+        n += lull__load_relaxed(&t->slot[i].node) != NULL;
+    *slots = t->mask + 1;
+    *used = n;
+    lull_read_unlock();
+}
+
 /* ------------------------------------------------------------ checker */
 
 static unsigned long lull__bitrev(unsigned long v)
@@ -846,6 +959,27 @@ int lull_store_check(lull_store *s, FILE *out)
         if (!hi || hi > lull__load_relaxed(&lull__wclock[wid].hi))
             LULL_BAD("node %p: version %llu was never issued by writer %llu\n", (void *)node,
                      (unsigned long long)v, (unsigned long long)wid);
+    }
+    /* The front index: every node in it is current (its owner removes it
+     * before it retires it), and sits in its key's window. */
+    struct lull__index *t = lull__load_acquire(&s->ix);
+    for (size_t i = 0; i <= t->mask; i++) {
+        node = lull__load_acquire(&t->slot[i].node);
+        if (!node)
+            continue;
+        const struct lull_snap *sn = &node->snap;
+        if (lull__load_acquire(&node->dead) || (lull__load_relaxed(&node->ixref) & LULL_IX_UNLINKED)) {
+            LULL_BAD("index slot %zu: node %p was unlinked\n", i, (void *)node);
+            continue;
+        }
+        uint64_t h = lull__hash(sn->key, sn->key_len, s->seed);
+        size_t home = ((size_t)h << 2) & t->mask;
+        if (((i - home) & t->mask) >= LULL_IX_WINDOW)
+            LULL_BAD("index slot %zu: node %p is outside its key's window\n", i, (void *)node);
+        struct lull__key k = { sn->key, sn->key_len };
+        if (lull__lookup(s, &k, h, &it2) != node)
+            LULL_BAD("index slot %zu: node %p is not its key's node in the table\n", i,
+                     (void *)node);
     }
     lull_read_unlock();
     long n = lull__load_relaxed(&s->nkeys);

@@ -38,27 +38,33 @@ static inline bool lull__key_eq(const unsigned char *a, const unsigned char *b, 
  * One published snapshot, laid out for the reader:
  *
  *   0        retire, fin      writers only, after unlink / while pending
- *   48       ht               the chain walk: hash and link
- *   64       snap             key pointer, lengths, version
- *   104      key, value       a 16-byte key, then the value
+ *   48       ht               the cds_lfht chain walk: hash and link
+ *   64       dead, ixref      the front index's flags (store_index.c)
+ *   72       snap             key pointer, lengths, version
+ *   112      key, value       a 16-byte key, then the value
  *
- * What a hit reads -- ht through the first 8 value bytes of a key of up to
- * 16 bytes -- is 80 contiguous bytes from offset 48; malloc's 16-byte
- * alignment puts them in two 64-byte lines whatever the address (they
- * start at most 48 bytes into a line).  Before, ht and snap came first and
- * the key after the cold fields: 136 bytes, three lines.  A lookup that
- * walks past a node reads only ht.  The capacity lives in retire's spare
- * word (lull__node_cap).
+ * What a hit through the front index reads -- dead through the first 8
+ * value bytes of a key of up to 16 bytes -- is 72 contiguous bytes from
+ * offset 64; malloc's 16-byte alignment puts them in two 64-byte lines
+ * whatever the address (they start at most 48 bytes into a line).  A hit
+ * through cds_lfht reads 88 bytes from ht (two lines for three alignments of
+ * four).  A lookup that walks past a node in a chain reads only ht.  The
+ * capacity lives in retire's spare word (lull__node_cap).
  */
 struct lull_node {
     struct lull__deferred retire;   /* used once the node is unlinked; .aux: capacity */
     uint64_t fin;                   /* a pending insert's version, decided by CAS
                                        among writers (store.c: lull__finalize) */
     struct cds_lfht_node ht;        /* link in the table (liburcu's) */
+    uint32_t dead;                  /* 1 once a writer is about to unlink it: readers
+                                       that find it in the front index must not use it */
+    uint32_t ixref;                 /* front-index installers in flight, and
+                                       LULL_IX_UNLINKED (store_index.c) */
     struct lull_snap snap;          /* what readers get; immutable once published */
     unsigned char data[];           /* key, padding to 8, value */
 };
-_Static_assert(offsetof(struct lull_node, ht) == 48 && offsetof(struct lull_node, snap) == 64,
+_Static_assert(offsetof(struct lull_node, ht) == 48 && offsetof(struct lull_node, dead) == 64 &&
+               offsetof(struct lull_node, snap) == 72 && sizeof(struct lull_node) == 112,
                "lull_node: the hot fields must stay together (see above)");
 
 /* Value bytes the node's allocation holds. */
@@ -91,5 +97,108 @@ void lull__node_free(struct lull_node *n);
 
 /* Hand the shared pools and the calling thread's cache back to malloc. */
 void lull__node_trim(void);
+
+/*
+ * The front index (store_index.c): an open-addressed table of node
+ * pointers in front of cds_lfht, so that a hit reads one line of index and
+ * the node, instead of cds_lfht's bucket array, dummy node and chain.  It is
+ * a cache: cds_lfht stays the authority, and a key may be missing from the
+ * index (its window was full, or an install lost a race); a reader that
+ * misses falls back to cds_lfht and puts what it found back.
+ *
+ * Buckets of four 16-byte slots, one cache line each; a key lives in the
+ * eight slots of its bucket and the next (its window).  A slot holds a tag
+ * (the key's 64-bit hash: a hint, never trusted) and a node pointer (the
+ * truth: a reader compares the node's key).
+ *
+ * The rules that make a hit linearizable and safe:
+ *  - a writer sets n->dead before it unlinks n from cds_lfht (ordered by the
+ *    unlink's full barrier); a reader that finds n in the index and reads
+ *    dead == 0 (acquire) read it while n was current: the hit linearizes
+ *    there.  dead == 1: the reader asks cds_lfht instead.
+ *  - n is handed to RCU only once it is in no slot of the current index and
+ *    can never be put back.  Installs are counted in n->ixref; the writer
+ *    that unlinked n sets LULL_IX_UNLINKED in it, after which no install may
+ *    start; whoever brings ixref to exactly LULL_IX_UNLINKED (the unlinker if
+ *    no install was in flight, else the last installer) removes n from the
+ *    index and retires it.  So a delayed installer never leaves a pointer to
+ *    a node after its grace period has begun.
+ */
+#define LULL_IX_UNLINKED (1u << 31)
+#define LULL_IX_WINDOW   8u          /* slots a key may live in: two buckets */
+
+struct lull__ixslot {
+    uint64_t tag;                    /* the key's hash (relaxed: a hint) */
+    struct lull_node *node;          /* release by installers, acquire by readers */
+};
+
+struct lull__index {
+    size_t mask;                     /* slots - 1; slots a power of two, >= 8 */
+    void *raw;                       /* what to free */
+    struct lull__ixslot *slot;       /* 64-byte aligned */
+};
+
+/* A hit in the index: the node holding key, not yet superseded, or NULL
+ * (not in the index, or superseded: ask cds_lfht).  Inside a read-side
+ * section; t loaded (acquire) from the store inside the same section. */
+static inline struct lull_node *lull__ix_find(const struct lull__index *t, const void *key,
+                                              size_t key_len, uint64_t hash)
+{
+    /* The window: the home bucket's line, then the next bucket's. */
+    const struct lull__ixslot *b = &t->slot[((size_t)hash << 2) & t->mask];
+    for (unsigned half = 0; half < 2; half++) {
+        for (unsigned j = 0; j < 4; j++) {
+            /* Relaxed: the tag only filters; the node's key decides. */
+            if (lull__load_relaxed(&b[j].tag) != hash)
+                continue;
+            /* Acquire: pairs with the installer's release CAS
+             * (lull__ix_place): the node's key, lengths and value are
+             * visible. */
+            struct lull_node *n = lull__load_acquire(&b[j].node);
+            if (!n || n->snap.key_len != key_len || !lull__key_eq(n->data, key, key_len))
+                continue;
+            /* Acquire: read after the slot; dead is set once, before the
+             * unlink, so 0 here means n was current at this load. */
+            return lull__load_acquire(&n->dead) ? NULL : n;
+        }
+        b = &t->slot[(((size_t)hash + 1) << 2) & t->mask];
+    }
+    return NULL;
+}
+
+/* A new index for about `keys` keys (buckets: keys/2 rounded to a power of
+ * two, at least 2), all slots empty; NULL: out of memory. */
+struct lull__index *lull__ix_new(size_t keys);
+void lull__ix_free(struct lull__index *t);
+
+/* Put n, current when the caller found it, into the index *where (loaded
+ * here); inside a read-side section.  @ref: the caller already holds an
+ * install reference (the publisher's, set by the allocation), which this
+ * drops.  Never fails: no room in the window leaves n in cds_lfht only. */
+void lull__ix_install(struct lull__index *const *where, struct lull_node *n, uint64_t hash,
+                      bool ref);
+
+/* The one writer whose cds_lfht replace/del unlinked n: from here n may not
+ * be installed again, and n goes to RCU (lull__node_retire) as soon as no
+ * install is in flight -- now, or by the last installer. */
+void lull__ix_unlinked(struct lull__index *const *where, struct lull_node *n, uint64_t hash);
+
+/* Tests: how many times a growing table kept its old index because the new
+ * one could not be allocated (the write that grew it still succeeded). */
+extern unsigned long lull__ix_grow_skips;
+
+/* Tests: called by lull__ix_install after it has taken its reference and
+ * before it places the node (NULL: nothing).  Lets a test stop or delay an
+ * installer there; returning false makes this install place nothing (as
+ * when the window is full), so that later lookups miss and repair. */
+extern bool (*lull__ix_test_hook)(struct lull_node *n);
+
+/* Tests: how many times the last installer, not the unlinker, removed and
+ * retired a node (the rare path of the protocol above). */
+extern unsigned long lull__ix_late_owners;
+
+/* Tests and benchmarks: slots in the store's current front index, and how
+ * many hold a node.  Inside or outside a section; a snapshot. */
+void lull__store_ix_stats(lull_store *s, size_t *slots, size_t *used);
 
 #endif

@@ -223,7 +223,8 @@ LULL_API int lull_store_update(lull_store *s, const void *key, size_t key_len,
  *
  * Checks: every node's hash matches its key, no key appears twice, every
  * version is non-zero and below the store's version clock, the key count
- * equals the counter, the count is within max_keys, lengths within limits.
+ * equals the counter, the count is within max_keys, lengths within limits,
+ * every node in the front index is current and in its key's window.
  * Returns: 0 if all hold, the number of violations otherwise, -EINVAL for
  *   NULL.  Threads: any, but only meaningful when writers are quiescent.
  *   Cost: O(keys).

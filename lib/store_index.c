@@ -1,0 +1,182 @@
+/*
+ * lib/store_index.c - the store's front index: who may put a node into it,
+ * and who takes it out before the node goes to RCU.
+ *
+ * The layout and the reader's side are in store_internal.h (lull__ix_find).
+ * This file is the writer's side.  The one hazard it exists for:
+ *
+ *   installer I                          writer W
+ *   finds n current (or publishes it)
+ *                                        replaces n in cds_lfht
+ *                                        removes n from the index, retires n
+ *   puts n into a slot                   -- grace period starts --
+ *                    reader R (a section begun after the grace period began)
+ *                    finds n in the slot: n is freed under it
+ *
+ * RCU only protects readers whose section began before the grace period,
+ * so n must be in no slot when it is retired, and no one may put it back.
+ * n->ixref counts installs in flight; W sets LULL_IX_UNLINKED in it; an
+ * install starts only while LULL_IX_UNLINKED is clear; and whoever leaves
+ * ixref at exactly LULL_IX_UNLINKED -- W, if nothing was in flight, or the
+ * last installer -- removes n from the index and retires it.  Exactly one
+ * thread sees that value, so n is retired once; no one waits for another.
+ *
+ * Which index: the store's pointer is replaced when its table grows
+ * (store.c, lull__maybe_grow).  The owner removes n from the index it loads
+ * when it owns n.  A reader that still uses the previous index began its
+ * section before the new one was published, hence before n's grace period
+ * (which begins after the owner's load, which saw the new index): RCU
+ * covers it.  The old index itself is freed after a grace period.
+ */
+#include "store_internal.h"
+
+#include <stdlib.h>
+
+bool (*lull__ix_test_hook)(struct lull_node *n);
+unsigned long lull__ix_late_owners;
+
+struct lull__index *lull__ix_new(size_t keys)
+{
+    size_t buckets = 2;
+    while (buckets < keys / 2 && buckets < ((size_t)1 << 40))
+        buckets <<= 1;
+    struct lull__index *t = lull__malloc(sizeof(*t));
+    if (!t)
+        return NULL;
+    /* calloc: large tables come as fresh zero pages, touched only as used. */
+    t->raw = lull__calloc(buckets * 4 + 4, sizeof(struct lull__ixslot));
+    if (!t->raw) {
+        lull__free(t);
+        return NULL;
+    }
+    uintptr_t a = ((uintptr_t)t->raw + lull__cacheline - 1) & ~(uintptr_t)(lull__cacheline - 1);
+    t->slot = (struct lull__ixslot *)a;
+    t->mask = buckets * 4 - 1;
+    return t;
+}
+
+void lull__ix_free(struct lull__index *t)
+{
+    if (t) {
+        lull__free(t->raw);
+        lull__free(t);
+    }
+}
+
+static inline struct lull__ixslot *lull__ix_slot(struct lull__index *t, uint64_t hash, unsigned j)
+{
+    return &t->slot[(((size_t)hash << 2) + j) & t->mask];
+}
+
+/* Take an install reference, unless n is unlinked already.  Relaxed: the
+ * count is decided by the RMWs' single order; what needs ordering is done
+ * by the release/acquire of the drops below. */
+static bool lull__ix_ref(struct lull_node *n)
+{
+    uint32_t v = lull__load_relaxed(&n->ixref);
+    do {
+        if (v & LULL_IX_UNLINKED)
+            return false;
+    } while (!__atomic_compare_exchange_n(&n->ixref, &v, v + 1, true,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+    return true;
+}
+
+/* Take every copy of n out of the current index (there may be two when
+ * installers raced).  Only n's owner calls this, and no one can put n back:
+ * one pass suffices.  Relaxed CAS: readers that still load n are covered by
+ * RCU (n is retired after this); the CAS only has to be atomic. */
+static void lull__ix_remove(struct lull__index *const *where, struct lull_node *n, uint64_t hash)
+{
+    /* Acquire: pairs with the release store that published this index. */
+    struct lull__index *t = lull__load_acquire(where);
+    for (unsigned j = 0; j < LULL_IX_WINDOW; j++) {
+        struct lull__ixslot *sl = lull__ix_slot(t, hash, j);
+        struct lull_node *p = n;
+        if (lull__load_relaxed(&sl->node) == n)
+            __atomic_compare_exchange_n(&sl->node, &p, NULL, false,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    }
+}
+
+/* Drop an install reference; the last one out after the unlink owns n. */
+static void lull__ix_unref(struct lull__index *const *where, struct lull_node *n, uint64_t hash)
+{
+    /* acq_rel: the release orders this installer's slot CAS before the
+     * owner's removal pass (the drops and the unlinker's fetch_or form one
+     * release sequence); the acquire, when this drop makes us the owner,
+     * makes every earlier installer's CAS and the unlink visible to us. */
+    if (__atomic_sub_fetch(&n->ixref, 1, __ATOMIC_ACQ_REL) == LULL_IX_UNLINKED) {
+        __atomic_fetch_add(&lull__ix_late_owners, 1, __ATOMIC_RELAXED);   /* a count, for tests */
+        lull__ix_remove(where, n, hash);
+        lull__node_retire(n);
+    }
+}
+
+/* Put n into a slot of the index *where: a slot holding a node with the same
+ * key (the node n replaced, typically), else an empty one; never evicts
+ * another key.  Two tries: a CAS lost to another installer rescans. */
+static void lull__ix_place(struct lull__index *const *where, struct lull_node *n, uint64_t hash)
+{
+    /* Acquire: pairs with the release store that published this index. */
+    struct lull__index *t = lull__load_acquire(where);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        struct lull__ixslot *to = NULL;
+        struct lull_node *expect = NULL;
+        for (unsigned j = 0; j < LULL_IX_WINDOW; j++) {
+            struct lull__ixslot *sl = lull__ix_slot(t, hash, j);
+            /* Acquire: pairs with the CAS that put p here, so p's key is
+             * visible; p itself is safe to read inside our section. */
+            struct lull_node *p = lull__load_acquire(&sl->node);
+            if (p == n) {
+                /* Already here (a racing installer): mend a stale tag. */
+                if (lull__load_relaxed(&sl->tag) != hash)
+                    lull__store_relaxed(&sl->tag, hash);
+                return;
+            }
+            if (!p) {
+                if (!to)
+                    to = sl;
+            } else if (lull__load_relaxed(&sl->tag) == hash &&
+                       p->snap.key_len == n->snap.key_len &&
+                       lull__key_eq(p->data, n->data, n->snap.key_len)) {
+                to = sl;            /* the same key: take its slot */
+                expect = p;
+                break;
+            }
+        }
+        if (!to)
+            return;                 /* window full of other keys: cds_lfht only */
+        /* The tag first: a reader that sees n through a stale tag merely
+         * misses.  Relaxed: a hint. */
+        lull__store_relaxed(&to->tag, hash);
+        /* Release: pairs with lull__ix_find's acquire (n's bytes).  A
+         * displaced same-key node is not ours to retire: its owner's
+         * removal pass will just not find it. */
+        if (__atomic_compare_exchange_n(&to->node, &expect, n, false,
+                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+            return;
+    }
+}
+
+void lull__ix_install(struct lull__index *const *where, struct lull_node *n, uint64_t hash,
+                      bool ref)
+{
+    if (!ref && !lull__ix_ref(n))
+        return;
+    bool (*hook)(struct lull_node *) = lull__load_relaxed(&lull__ix_test_hook);
+    if (lull__likely(hook == NULL) || hook(n))
+        lull__ix_place(where, n, hash);
+    lull__ix_unref(where, n, hash);
+}
+
+void lull__ix_unlinked(struct lull__index *const *where, struct lull_node *n, uint64_t hash)
+{
+    /* acq_rel: the acquire, when no install is in flight, makes the earlier
+     * installers' slot CASes (their release drops) visible to the removal
+     * pass; the release hands the unlink to a later last installer. */
+    if (__atomic_fetch_or(&n->ixref, LULL_IX_UNLINKED, __ATOMIC_ACQ_REL) == 0) {
+        lull__ix_remove(where, n, hash);
+        lull__node_retire(n);
+    }
+}

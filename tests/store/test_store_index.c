@@ -1,0 +1,275 @@
+/* tests/store/test_store_index.c - the store's front index, one race at a
+ * time (lib/store_index.c).
+ *
+ * Each race is staged with a second thread that lull__ix_test_hook stops
+ * between an installer's reference and its placement -- the window the
+ * protocol exists for -- while the main thread writes.  Semaphores, no
+ * sleeps: the interleaving is the same on every run.
+ *
+ *   hit_and_repair   a publish that places nothing leaves a miss; the next
+ *                    lookup repairs it
+ *   dead_not_served  a node replaced in cds_lfht but still in the index is
+ *                    never returned (fails if readers ignore node->dead)
+ *   late_owner       an installer still in flight when its node is unlinked
+ *                    becomes the owner: it takes the node out again and
+ *                    retires it (fails if the unlinker retires regardless:
+ *                    the check then finds an unlinked node in the index)
+ *   grow_keeps_hits  an unlimited store's index, replaced as the table grows,
+ *                    holds nearly every key without a single read
+ */
+#include "store_testlib.h"
+#include "store_internal.h"   /* the index's test hooks */
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <string.h>
+
+#define K(str) (str), (sizeof(str) - 1)
+
+/* ------------------------------------------------------------ the staging */
+
+static struct {
+    pthread_t who;          /* the installer to stop */
+    bool armed;             /* stop it at its next install */
+    bool place;             /* what the hook returns for other installs */
+    sem_t start, at_hook, go;
+    unsigned calls;
+} stage;
+
+static bool stage_hook(struct lull_node *n)
+{
+    (void)n;
+    __atomic_fetch_add(&stage.calls, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&stage.armed, __ATOMIC_ACQUIRE) && pthread_equal(pthread_self(), stage.who)) {
+        __atomic_store_n(&stage.armed, false, __ATOMIC_RELAXED);
+        sem_post(&stage.at_hook);
+        sem_wait(&stage.go);
+        return true;
+    }
+    return __atomic_load_n(&stage.place, __ATOMIC_RELAXED);
+}
+
+static void stage_begin(void)
+{
+    memset(&stage, 0, sizeof stage);
+    stage.place = true;
+    assert_int_equal(sem_init(&stage.start, 0, 0), 0);
+    assert_int_equal(sem_init(&stage.at_hook, 0, 0), 0);
+    assert_int_equal(sem_init(&stage.go, 0, 0), 0);
+    lull__ix_test_hook = stage_hook;
+}
+
+static void stage_end(void)
+{
+    lull__ix_test_hook = NULL;
+    sem_destroy(&stage.start);
+    sem_destroy(&stage.at_hook);
+    sem_destroy(&stage.go);
+}
+
+static size_t ix_used(lull_store *s)
+{
+    size_t slots, used;
+    lull__store_ix_stats(s, &slots, &used);
+    return used;
+}
+
+static uint64_t value_of(lull_store *s, const char *key)
+{
+    uint64_t v = 0;
+    size_t len = 0;
+    assert_int_equal(lull_store_read(s, key, strlen(key), &v, sizeof v, &len, NULL), 0);
+    assert_int_equal(len, sizeof v);
+    return v;
+}
+
+static void put(lull_store *s, const char *key, uint64_t v)
+{
+    assert_int_equal(lull_store_put(s, key, strlen(key), &v, sizeof v, NULL), 0);
+}
+
+/* ------------------------------------------------------------ tests */
+
+static void test_hit_and_repair(void **state)
+{
+    (void)state;
+    lull_store *s = lull_store_create(NULL);
+    assert_non_null(s);
+    stage_begin();
+    put(s, "k", 1);
+    assert_int_equal(ix_used(s), 1);            /* the publisher placed it */
+
+    stage.place = false;                        /* the next publish places nothing */
+    put(s, "k", 2);
+    assert_int_equal(ix_used(s), 0);            /* and the old node went with its owner */
+    stage.place = true;
+    unsigned calls = stage.calls;
+    assert_int_equal(value_of(s, "k"), 2);      /* a miss, served by cds_lfht ... */
+    assert_int_equal(stage.calls, calls + 1);   /* ... which repaired the index */
+    assert_int_equal(ix_used(s), 1);
+    assert_int_equal(value_of(s, "k"), 2);      /* a hit: no install this time */
+    assert_int_equal(stage.calls, calls + 1);
+
+    assert_int_equal(lull_store_delete(s, K("k")), 0);
+    assert_int_equal(ix_used(s), 0);
+    assert_int_equal(lull_store_read(s, K("k"), NULL, 0, NULL, NULL), -ENOENT);
+    stage_end();
+    assert_int_equal(lull_store_check(s, stderr), 0);
+    assert_int_equal(lull_store_destroy(s), 0);
+}
+
+/* dead_not_served: thread A publishes v2 and is stopped before it places
+ * its node; the index still holds v1's node, now dead. */
+struct writer_arg {
+    lull_store *s;
+    uint64_t v;
+};
+
+static void *put_thread(void *p)
+{
+    struct writer_arg *a = p;
+    sem_wait(&stage.start);         /* until the main thread has armed the hook for us */
+    LT_CHECK_EQ(lull_store_put(a->s, "k", 1, &a->v, sizeof a->v, NULL), 0);
+    return NULL;
+}
+
+static void test_dead_not_served(void **state)
+{
+    (void)state;
+    lull_store *s = lull_store_create(NULL);
+    assert_non_null(s);
+    stage_begin();
+    put(s, "k", 1);
+    struct writer_arg a = { s, 2 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, put_thread, &a), 0);
+    stage.who = t;      /* the hook reads it after armed (acquire) */
+    __atomic_store_n(&stage.armed, true, __ATOMIC_RELEASE);
+    sem_post(&stage.start);
+    sem_wait(&stage.at_hook);
+
+    /* A's replace is done, its node not placed: the index holds v1's node
+     * (dead).  A lookup must see v2 -- and the read-side get too.  (Asserted
+     * once A is released: a failure must not leave it stopped.) */
+    uint64_t v_read = 0, v_get = 0;
+    size_t len = 0;
+    int rc = lull_store_read(s, K("k"), &v_read, sizeof v_read, &len, NULL);
+    lull_read_lock();
+    const struct lull_snap *sn = lull_store_get(s, K("k"));
+    if (sn)
+        memcpy(&v_get, sn->value, sizeof v_get);
+    lull_read_unlock();
+
+    sem_post(&stage.go);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(v_read, 2);
+    assert_int_equal(v_get, 2);
+    stage_end();
+    assert_int_equal(value_of(s, "k"), 2);
+    assert_int_equal(lull_store_check(s, stderr), 0);
+    assert_int_equal(lull_store_destroy(s), 0);
+}
+
+/* late_owner: reader A misses, finds v2's node in cds_lfht and is stopped
+ * while repairing the index with it; the main thread then replaces v2 by v3.
+ * A's node is unlinked with A's install in flight: A places it (stale, and
+ * dead) and, as the last installer, must take it out and retire it. */
+struct reader_arg {
+    lull_store *s;
+    uint64_t seen;
+};
+
+static void *get_thread(void *p)
+{
+    struct reader_arg *a = p;
+    sem_wait(&stage.start);
+    lull_read_lock();
+    const struct lull_snap *sn = lull_store_get(a->s, "k", 1);
+    LT_CHECK(sn != NULL);
+    memcpy(&a->seen, sn->value, sizeof a->seen);   /* still in A's section */
+    lull_read_unlock();
+    return NULL;
+}
+
+static void test_late_owner(void **state)
+{
+    (void)state;
+    lull_store *s = lull_store_create(NULL);
+    assert_non_null(s);
+    stage_begin();
+    put(s, "k", 1);
+    stage.place = false;
+    put(s, "k", 2);                             /* leaves "k" out of the index */
+    stage.place = true;
+    assert_int_equal(ix_used(s), 0);
+
+    struct reader_arg a = { s, 0 };
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, get_thread, &a), 0);
+    stage.who = t;
+    __atomic_store_n(&stage.armed, true, __ATOMIC_RELEASE);
+    sem_post(&stage.start);
+    sem_wait(&stage.at_hook);                   /* A holds a reference to v2's node */
+
+    unsigned long late = __atomic_load_n(&lull__ix_late_owners, __ATOMIC_RELAXED);
+    uint64_t three = 3;                         /* unlinks v2's node: A is in flight */
+    int rc = lull_store_put(s, K("k"), &three, sizeof three, NULL);
+    unsigned long late_mid = __atomic_load_n(&lull__ix_late_owners, __ATOMIC_RELAXED);
+    sem_post(&stage.go);                        /* released before any assert can fail */
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(late_mid, late);
+    assert_int_equal(a.seen, 2);                /* A's get began before the put */
+
+    /* A displaced v3's node with its own, then took its own out: nothing
+     * unlinked is left in the index, and the next lookup repairs it. */
+    assert_int_equal(lull_store_check(s, stderr), 0);
+    assert_int_equal(ix_used(s), 0);
+    assert_int_equal(__atomic_load_n(&lull__ix_late_owners, __ATOMIC_RELAXED), late + 1);
+    assert_int_equal(value_of(s, "k"), 3);
+    assert_int_equal(ix_used(s), 1);
+    stage_end();
+    assert_int_equal(lull_store_check(s, stderr), 0);
+    lull_barrier();                             /* A's retire ran (ASan: once) */
+    assert_int_equal(lull_store_destroy(s), 0);
+}
+
+static void test_grow_keeps_hits(void **state)
+{
+    (void)state;
+    lull_store *s = lull_store_create(NULL);    /* starts at 1024 buckets */
+    assert_non_null(s);
+    size_t slots0, used;
+    lull__store_ix_stats(s, &slots0, &used);
+    enum { N = 20000 };
+    char key[32];
+    for (uint64_t i = 0; i < N; i++) {
+        snprintf(key, sizeof key, "key-%llu", (unsigned long long)i);
+        put(s, key, i);
+    }
+    size_t slots;
+    lull__store_ix_stats(s, &slots, &used);
+    assert_true(slots >= 8 * slots0);           /* the index grew with the table */
+    assert_true(used >= N * 95 / 100);          /* and nearly every key is in it */
+    assert_true(used <= N);
+    fprintf(stderr, "grow: %d keys, index %zu -> %zu slots, %zu keys in it\n", N, slots0, slots,
+            used);
+    for (uint64_t i = 0; i < N; i += 7) {
+        snprintf(key, sizeof key, "key-%llu", (unsigned long long)i);
+        assert_int_equal(value_of(s, key), i);
+    }
+    assert_int_equal(lull_store_check(s, stderr), 0);
+    assert_int_equal(lull_store_destroy(s), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hit_and_repair),
+        cmocka_unit_test(test_dead_not_served),
+        cmocka_unit_test(test_late_owner),
+        cmocka_unit_test(test_grow_keeps_hits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
