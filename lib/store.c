@@ -53,15 +53,18 @@
 #define LULL_WID_MAX           ((1u << LULL_WID_BITS) - 1)
 #define LULL_TABLE_MIN         1024ul        /* buckets an unlimited store starts with */
 #define LULL_TABLE_MAX         (1ul << 26)   /* buckets it may grow to */
+#define LULL_IX_FIRST          16ul          /* keys the first front index is sized for */
+#define LULL_IX_MAX            (1ul << 26)   /* keys the largest is sized for (2 GiB) */
 
 struct lull_store {
     struct cds_lfht *ht;
-    struct lull__index *ix;         /* the front index (store_index.c); replaced when
-                                       the table grows: release store, acquire loads */
+    lull__ixw ix;                   /* the front index (store_index.c); replaced when
+                                       it grows: release store, acquire loads */
     uint64_t seed;                  /* per-store hash seed (hash flooding) */
     size_t max_keys, max_key_len, max_value_len;
     uint64_t update_timeout_ns;
     unsigned long grow_at;          /* resize when nkeys passes it (0: never) */
+    unsigned long ix_at;            /* grow the front index when nkeys passes it */
     pthread_mutex_t resize_lock;    /* one resizer at a time; never held by readers */
 
     /* Key count: reserved before an insert publishes, released if it fails
@@ -419,7 +422,10 @@ lull_store *lull_store_create(const struct lull_store_opts *opts)
     } else {
         s->grow_at = init;
     }
-    s->ix = lull__ix_new(init);
+    /* The front index starts small whatever max_keys says (a store may
+     * never fill) and grows with the key count (lull__maybe_grow). */
+    s->ix = lull__ix_new(LULL_IX_FIRST);
+    s->ix_at = LULL_IX_FIRST;
     s->ht = s->ix ? cds_lfht_new_flavor(init, LULL_TABLE_MIN, max, 0, &urcu_memb_flavor, NULL)
                   : NULL;
     if (!s->ht) {
@@ -466,9 +472,9 @@ int lull_store_destroy(lull_store *s)
     return 0;
 }
 
-/* Give the store a front index sized for a table of `size` buckets, and
- * fill it from the table.  Under resize_lock, outside any section.  The new
- * index is published empty and filled afterwards, through the install
+/* Give the store a front index for `keys` keys and fill it from the table;
+ * grow again past twice that.  Under resize_lock, outside any section.  The
+ * new index is published empty and filled afterwards, through the install
  * protocol like any installer: a node retired meanwhile is then removed from
  * it by its owner (filling an index before publishing it could leave a
  * retired node in it).  The old index goes after a grace period: readers
@@ -476,10 +482,12 @@ int lull_store_destroy(lull_store *s)
  * more keys miss it, nothing else changes. */
 unsigned long lull__ix_grow_skips;
 
-static void lull__ix_grow(lull_store *s, unsigned long size)
+static void lull__ix_grow(lull_store *s, unsigned long keys)
 {
-    struct lull__index *old = s->ix;    /* written under resize_lock only */
-    struct lull__index *t = lull__ix_new(size);
+    lull__ixw old = s->ix;              /* written under resize_lock only */
+    if (keys > LULL_IX_MAX)
+        keys = LULL_IX_MAX;
+    lull__ixw t = lull__ix_new(keys);
     if (!t) {
         __atomic_fetch_add(&lull__ix_grow_skips, 1, __ATOMIC_RELAXED);   /* a count, for tests */
         return;
@@ -487,6 +495,10 @@ static void lull__ix_grow(lull_store *s, unsigned long size)
     /* Release: pairs with the acquire loads of s->ix (lull__get,
      * store_index.c): the zeroed slots are visible with the pointer. */
     lull__store_release(&s->ix, t);
+    /* Relaxed: a hint for lull__maybe_grow's unlocked check; the mutex
+     * orders it for growers.  Buckets hold four keys, windows eight: grow
+     * at two keys a bucket on average. */
+    lull__store_relaxed(&s->ix_at, keys >= LULL_IX_MAX ? 0 : (lull__ixw_mask(t) + 1) / 2);
 
     struct cds_lfht_iter it;
     struct lull_node *node;
@@ -501,28 +513,33 @@ static void lull__ix_grow(lull_store *s, unsigned long size)
     lull__ix_free(old);
 }
 
-/* Grow an unlimited store's table.  Called by a writer after its publish,
- * outside any section (cds_lfht_resize waits for grace periods); one thread
- * resizes, the others go on (the table stays fully usable meanwhile). */
+/* Grow an unlimited store's table, and any store's front index, as keys
+ * come.  Called by a writer after its publish, outside any section
+ * (cds_lfht_resize and the index's replacement wait for grace periods); one
+ * thread grows, the others go on (both stay fully usable meanwhile). */
 static void lull__maybe_grow(lull_store *s)
 {
-    unsigned long at = lull__load_relaxed(&s->grow_at);
-    if (!at || (unsigned long)lull__load_relaxed(&s->nkeys) <= at || lull_read_ongoing())
+    long n = lull__load_relaxed(&s->nkeys);
+    unsigned long at = lull__load_relaxed(&s->grow_at), ix_at = lull__load_relaxed(&s->ix_at);
+    if (n <= 0 || !((at && (unsigned long)n > at) || (ix_at && (unsigned long)n > ix_at)) ||
+        lull_read_ongoing())
         return;
     if (pthread_mutex_trylock(&s->resize_lock) != 0)
         return;
+    n = lull__load_relaxed(&s->nkeys);
     at = s->grow_at;
-    long n = lull__load_relaxed(&s->nkeys);
     if (at && n > 0 && (unsigned long)n > at) {
         unsigned long size = lull__pow2_at_least((unsigned long)n * 2);
         if (size > LULL_TABLE_MAX)
             size = LULL_TABLE_MAX;
         cds_lfht_resize(s->ht, size);
-        lull__ix_grow(s, size);
         /* Relaxed: grow_at is a hint for the unlocked check above; the
          * mutex orders it for resizers. */
         lull__store_relaxed(&s->grow_at, size >= LULL_TABLE_MAX ? 0 : size);
     }
+    ix_at = s->ix_at;
+    if (ix_at && n > 0 && (unsigned long)n > ix_at)
+        lull__ix_grow(s, (unsigned long)n);
     pthread_mutex_unlock(&s->resize_lock);
 }
 
@@ -906,11 +923,11 @@ int lull_store_update(lull_store *s, const void *key, size_t key_len,
 void lull__store_ix_stats(lull_store *s, size_t *slots, size_t *used)
 {
     lull_read_lock();
-    struct lull__index *t = lull__load_acquire(&s->ix);
+    lull__ixw t = lull__load_acquire(&s->ix);
     size_t n = 0;
-    for (size_t i = 0; i <= t->mask; i++)
-        n += lull__load_relaxed(&t->slot[i].node) != NULL;
-    *slots = t->mask + 1;
+    for (size_t i = 0; i <= lull__ixw_mask(t); i++)
+        n += lull__load_relaxed(&lull__ixw_slots(t)[i].node) != NULL;
+    *slots = lull__ixw_mask(t) + 1;
     *used = n;
     lull_read_unlock();
 }
@@ -962,9 +979,10 @@ int lull_store_check(lull_store *s, FILE *out)
     }
     /* The front index: every node in it is current (its owner removes it
      * before it retires it), and sits in its key's window. */
-    struct lull__index *t = lull__load_acquire(&s->ix);
-    for (size_t i = 0; i <= t->mask; i++) {
-        node = lull__load_acquire(&t->slot[i].node);
+    lull__ixw t = lull__load_acquire(&s->ix);
+    const size_t mask = lull__ixw_mask(t);
+    for (size_t i = 0; i <= mask; i++) {
+        node = lull__load_acquire(&lull__ixw_slots(t)[i].node);
         if (!node)
             continue;
         const struct lull_snap *sn = &node->snap;
@@ -973,8 +991,8 @@ int lull_store_check(lull_store *s, FILE *out)
             continue;
         }
         uint64_t h = lull__hash(sn->key, sn->key_len, s->seed);
-        size_t home = ((size_t)h << 2) & t->mask;
-        if (((i - home) & t->mask) >= LULL_IX_WINDOW)
+        size_t home = ((size_t)h << 2) & mask;
+        if (((i - home) & mask) >= LULL_IX_WINDOW)
             LULL_BAD("index slot %zu: node %p is outside its key's window\n", i, (void *)node);
         struct lull__key k = { sn->key, sn->key_len };
         if (lull__lookup(s, &k, h, &it2) != node)

@@ -35,37 +35,32 @@
 bool (*lull__ix_test_hook)(struct lull_node *n);
 unsigned long lull__ix_late_owners;
 
-struct lull__index *lull__ix_new(size_t keys)
+lull__ixw lull__ix_new(size_t keys)
 {
-    size_t buckets = 2;
-    while (buckets < keys / 2 && buckets < ((size_t)1 << 40))
-        buckets <<= 1;
-    struct lull__index *t = lull__malloc(sizeof(*t));
-    if (!t)
-        return NULL;
-    /* calloc: large tables come as fresh zero pages, touched only as used. */
-    t->raw = lull__calloc(buckets * 4 + 4, sizeof(struct lull__ixslot));
-    if (!t->raw) {
-        lull__free(t);
-        return NULL;
-    }
-    uintptr_t a = ((uintptr_t)t->raw + lull__cacheline - 1) & ~(uintptr_t)(lull__cacheline - 1);
-    t->slot = (struct lull__ixslot *)a;
-    t->mask = buckets * 4 - 1;
-    return t;
+    unsigned log2 = 3;                  /* two buckets of four slots at least */
+    while (((size_t)1 << log2) < keys * 2 && log2 < 42)
+        log2++;
+    size_t slots = (size_t)1 << log2;
+    /* calloc: large tables come as fresh zero pages, touched only as used.
+     * Room for the alignment and, before the slots, the pointer to free. */
+    void *raw = lull__calloc(slots + 8, sizeof(struct lull__ixslot));
+    if (!raw)
+        return 0;
+    uintptr_t a = ((uintptr_t)raw + sizeof(void *) + lull__cacheline - 1) &
+                  ~(uintptr_t)(lull__cacheline - 1);
+    ((void **)a)[-1] = raw;
+    return a | log2;
 }
 
-void lull__ix_free(struct lull__index *t)
+void lull__ix_free(lull__ixw w)
 {
-    if (t) {
-        lull__free(t->raw);
-        lull__free(t);
-    }
+    if (w)
+        lull__free(((void **)lull__ixw_slots(w))[-1]);
 }
 
-static inline struct lull__ixslot *lull__ix_slot(struct lull__index *t, uint64_t hash, unsigned j)
+static inline struct lull__ixslot *lull__ix_slot(lull__ixw w, uint64_t hash, unsigned j)
 {
-    return &t->slot[(((size_t)hash << 2) + j) & t->mask];
+    return &lull__ixw_slots(w)[(((size_t)hash << 2) + j) & lull__ixw_mask(w)];
 }
 
 /* Take an install reference, unless n is unlinked already.  Relaxed: the
@@ -86,10 +81,10 @@ static bool lull__ix_ref(struct lull_node *n)
  * installers raced).  Only n's owner calls this, and no one can put n back:
  * one pass suffices.  Relaxed CAS: readers that still load n are covered by
  * RCU (n is retired after this); the CAS only has to be atomic. */
-static void lull__ix_remove(struct lull__index *const *where, struct lull_node *n, uint64_t hash)
+static void lull__ix_remove(const lull__ixw *where, struct lull_node *n, uint64_t hash)
 {
     /* Acquire: pairs with the release store that published this index. */
-    struct lull__index *t = lull__load_acquire(where);
+    lull__ixw t = lull__load_acquire(where);
     for (unsigned j = 0; j < LULL_IX_WINDOW; j++) {
         struct lull__ixslot *sl = lull__ix_slot(t, hash, j);
         struct lull_node *p = n;
@@ -100,7 +95,7 @@ static void lull__ix_remove(struct lull__index *const *where, struct lull_node *
 }
 
 /* Drop an install reference; the last one out after the unlink owns n. */
-static void lull__ix_unref(struct lull__index *const *where, struct lull_node *n, uint64_t hash)
+static void lull__ix_unref(const lull__ixw *where, struct lull_node *n, uint64_t hash)
 {
     /* acq_rel: the release orders this installer's slot CAS before the
      * owner's removal pass (the drops and the unlinker's fetch_or form one
@@ -116,10 +111,10 @@ static void lull__ix_unref(struct lull__index *const *where, struct lull_node *n
 /* Put n into a slot of the index *where: a slot holding a node with the same
  * key (the node n replaced, typically), else an empty one; never evicts
  * another key.  Two tries: a CAS lost to another installer rescans. */
-static void lull__ix_place(struct lull__index *const *where, struct lull_node *n, uint64_t hash)
+static void lull__ix_place(const lull__ixw *where, struct lull_node *n, uint64_t hash)
 {
     /* Acquire: pairs with the release store that published this index. */
-    struct lull__index *t = lull__load_acquire(where);
+    lull__ixw t = lull__load_acquire(where);
     for (int attempt = 0; attempt < 2; attempt++) {
         struct lull__ixslot *to = NULL;
         struct lull_node *expect = NULL;
@@ -159,7 +154,7 @@ static void lull__ix_place(struct lull__index *const *where, struct lull_node *n
     }
 }
 
-void lull__ix_install(struct lull__index *const *where, struct lull_node *n, uint64_t hash,
+void lull__ix_install(const lull__ixw *where, struct lull_node *n, uint64_t hash,
                       bool ref)
 {
     if (!ref && !lull__ix_ref(n))
@@ -170,7 +165,7 @@ void lull__ix_install(struct lull__index *const *where, struct lull_node *n, uin
     lull__ix_unref(where, n, hash);
 }
 
-void lull__ix_unlinked(struct lull__index *const *where, struct lull_node *n, uint64_t hash)
+void lull__ix_unlinked(const lull__ixw *where, struct lull_node *n, uint64_t hash)
 {
     /* acq_rel: the acquire, when no install is in flight, makes the earlier
      * installers' slot CASes (their release drops) visible to the removal
