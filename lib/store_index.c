@@ -79,28 +79,28 @@ static bool lull__ix_ref(struct lull_node *n)
 
 /* Take every copy of n out of the current index (there may be two when
  * installers raced).  Only n's owner calls this, and no one can put n back:
- * one pass suffices.  Relaxed CAS: readers that still load n are covered by
- * RCU (n is retired after this); the CAS only has to be atomic. */
+ * one pass suffices.  Plain stores, not CAS: if the slot changed between
+ * the load and the store, the store erases another node's entry -- a miss
+ * for its key, never a stale hit (see lull__ix_place).  Relaxed: readers
+ * that still load n are covered by RCU (n is retired after this). */
 static void lull__ix_remove(const lull__ixw *where, struct lull_node *n, uint64_t hash)
 {
     /* Acquire: pairs with the release store that published this index. */
     lull__ixw t = lull__load_acquire(where);
     for (unsigned j = 0; j < LULL_IX_WINDOW; j++) {
         struct lull__ixslot *sl = lull__ix_slot(t, hash, j);
-        struct lull_node *p = n;
         if (lull__load_relaxed(&sl->node) == n)
-            __atomic_compare_exchange_n(&sl->node, &p, NULL, false,
-                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+            lull__store_relaxed(&sl->node, (struct lull_node *)NULL);
     }
 }
 
 /* Drop an install reference; the last one out after the unlink owns n. */
 static void lull__ix_unref(const lull__ixw *where, struct lull_node *n, uint64_t hash)
 {
-    /* acq_rel: the release orders this installer's slot CAS before the
+    /* acq_rel: the release orders this installer's slot store before the
      * owner's removal pass (the drops and the unlinker's fetch_or form one
      * release sequence); the acquire, when this drop makes us the owner,
-     * makes every earlier installer's CAS and the unlink visible to us. */
+     * makes every earlier installer's store and the unlink visible to us. */
     if (__atomic_sub_fetch(&n->ixref, 1, __ATOMIC_ACQ_REL) == LULL_IX_UNLINKED) {
         __atomic_fetch_add(&lull__ix_late_owners, 1, __ATOMIC_RELAXED);   /* a count, for tests */
         lull__ix_remove(where, n, hash);
@@ -110,48 +110,52 @@ static void lull__ix_unref(const lull__ixw *where, struct lull_node *n, uint64_t
 
 /* Put n into a slot of the index *where: a slot holding a node with the same
  * key (the node n replaced, typically), else an empty one; never evicts
- * another key.  Two tries: a CAS lost to another installer rescans. */
+ * another key on purpose.
+ *
+ * With plain stores, not CAS.  An install can only lose entries, never
+ * resurrect one: a slot is only ever written with a node its writer holds
+ * an install reference to (here) or with NULL (lull__ix_remove), so a race
+ * between the scan and the store at worst overwrites another node's entry,
+ * which costs that key a miss and a repair.  What matters for safety --
+ * that no slot holds a node once its owner has removed it -- depends only on
+ * who may write that node, not on how.  And a store, unlike a locked CAS,
+ * does not wait for the cache line: an update's write to a line the other
+ * core's keys share leaves through the store buffer. */
 static void lull__ix_place(const lull__ixw *where, struct lull_node *n, uint64_t hash)
 {
     /* Acquire: pairs with the release store that published this index. */
     lull__ixw t = lull__load_acquire(where);
-    for (int attempt = 0; attempt < 2; attempt++) {
-        struct lull__ixslot *to = NULL;
-        struct lull_node *expect = NULL;
-        for (unsigned j = 0; j < LULL_IX_WINDOW; j++) {
-            struct lull__ixslot *sl = lull__ix_slot(t, hash, j);
-            /* Acquire: pairs with the CAS that put p here, so p's key is
-             * visible; p itself is safe to read inside our section. */
-            struct lull_node *p = lull__load_acquire(&sl->node);
-            if (p == n) {
-                /* Already here (a racing installer): mend a stale tag. */
-                if (lull__load_relaxed(&sl->tag) != hash)
-                    lull__store_relaxed(&sl->tag, hash);
-                return;
-            }
-            if (!p) {
-                if (!to)
-                    to = sl;
-            } else if (lull__load_relaxed(&sl->tag) == hash &&
-                       p->snap.key_len == n->snap.key_len &&
-                       lull__key_eq(p->data, n->data, n->snap.key_len)) {
-                to = sl;            /* the same key: take its slot */
-                expect = p;
-                break;
-            }
-        }
-        if (!to)
-            return;                 /* window full of other keys: cds_lfht only */
-        /* The tag first: a reader that sees n through a stale tag merely
-         * misses.  Relaxed: a hint. */
-        lull__store_relaxed(&to->tag, hash);
-        /* Release: pairs with lull__ix_find's acquire (n's bytes).  A
-         * displaced same-key node is not ours to retire: its owner's
-         * removal pass will just not find it. */
-        if (__atomic_compare_exchange_n(&to->node, &expect, n, false,
-                                        __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    struct lull__ixslot *to = NULL;
+    for (unsigned j = 0; j < LULL_IX_WINDOW; j++) {
+        struct lull__ixslot *sl = lull__ix_slot(t, hash, j);
+        /* Acquire: pairs with the release store that put p here, so p's
+         * key is visible; p itself is safe to read inside our section. */
+        struct lull_node *p = lull__load_acquire(&sl->node);
+        if (p == n) {
+            /* Already here (a racing installer): mend a stale tag. */
+            if (lull__load_relaxed(&sl->tag) != hash)
+                lull__store_relaxed(&sl->tag, hash);
             return;
+        }
+        if (!p) {
+            if (!to)
+                to = sl;
+        } else if (lull__load_relaxed(&sl->tag) == hash &&
+                   p->snap.key_len == n->snap.key_len &&
+                   lull__key_eq(p->data, n->data, n->snap.key_len)) {
+            to = sl;                /* the same key: take its slot */
+            break;
+        }
     }
+    if (!to)
+        return;                     /* window full of other keys: cds_lfht only */
+    /* The tag first: a reader that sees n through a stale tag merely misses.
+     * Relaxed: a hint. */
+    lull__store_relaxed(&to->tag, hash);
+    /* Release: pairs with lull__ix_find's acquire (n's bytes).  A displaced
+     * same-key node is not ours to retire: its owner's removal pass will
+     * just not find it. */
+    lull__store_release(&to->node, n);
 }
 
 void lull__ix_install(const lull__ixw *where, struct lull_node *n, uint64_t hash,
@@ -168,7 +172,7 @@ void lull__ix_install(const lull__ixw *where, struct lull_node *n, uint64_t hash
 void lull__ix_unlinked(const lull__ixw *where, struct lull_node *n, uint64_t hash)
 {
     /* acq_rel: the acquire, when no install is in flight, makes the earlier
-     * installers' slot CASes (their release drops) visible to the removal
+     * installers' slot stores (their release drops) visible to the removal
      * pass; the release hands the unlink to a later last installer. */
     if (__atomic_fetch_or(&n->ixref, LULL_IX_UNLINKED, __ATOMIC_ACQ_REL) == 0) {
         lull__ix_remove(where, n, hash);

@@ -171,7 +171,7 @@ static inline struct lull_node *lull__ix_find(lull__ixw w, const void *key, size
         while (m) {
             unsigned j = (unsigned)__builtin_ctz(m);
             m &= m - 1;
-            /* Acquire: pairs with the installer's release CAS
+            /* Acquire: pairs with the installer's release store
              * (lull__ix_place): the node's key, lengths and value are
              * visible. */
             struct lull_node *n = lull__load_acquire(&b[j].node);
