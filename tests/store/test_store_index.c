@@ -67,6 +67,19 @@ static void stage_end(void)
     sem_destroy(&stage.go);
 }
 
+/* Start fn(arg) on a thread and return once the hook has stopped it (at its
+ * first install); sem_post(&stage.go) lets it go on. */
+static pthread_t stage_stop(void *(*fn)(void *), void *arg)
+{
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fn, arg), 0);
+    stage.who = t;      /* the hook reads it after armed (acquire) */
+    __atomic_store_n(&stage.armed, true, __ATOMIC_RELEASE);
+    sem_post(&stage.start);
+    sem_wait(&stage.at_hook);
+    return t;
+}
+
 static size_t ix_used(lull_store *s)
 {
     size_t slots, used;
@@ -141,12 +154,7 @@ static void test_dead_not_served(void **state)
     stage_begin();
     put(s, "k", 1);
     struct writer_arg a = { s, 2 };
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, put_thread, &a), 0);
-    stage.who = t;      /* the hook reads it after armed (acquire) */
-    __atomic_store_n(&stage.armed, true, __ATOMIC_RELEASE);
-    sem_post(&stage.start);
-    sem_wait(&stage.at_hook);
+    pthread_t t = stage_stop(put_thread, &a);
 
     /* A's replace is done, its node not placed: the index holds v1's node
      * (dead).  A lookup must see v2 -- and the read-side get too.  (Asserted
@@ -205,12 +213,7 @@ static void test_late_owner(void **state)
     assert_int_equal(ix_used(s), 0);
 
     struct reader_arg a = { s, 0 };
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, get_thread, &a), 0);
-    stage.who = t;
-    __atomic_store_n(&stage.armed, true, __ATOMIC_RELEASE);
-    sem_post(&stage.start);
-    sem_wait(&stage.at_hook);                   /* A holds a reference to v2's node */
+    pthread_t t = stage_stop(get_thread, &a);   /* A holds a reference to v2's node */
 
     unsigned long late = __atomic_load_n(&lull__ix_late_owners, __ATOMIC_RELAXED);
     uint64_t three = 3;                         /* unlinks v2's node: A is in flight */
