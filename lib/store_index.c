@@ -109,8 +109,8 @@ static void lull__ix_unref(const lull__ixw *where, struct lull_node *n, uint64_t
 }
 
 /* Put n into a slot of the index *where: a slot holding a node with the same
- * key (the node n replaced, typically), else an empty one; never evicts
- * another key on purpose.
+ * key (the node n replaced, typically) or an empty one, whichever comes
+ * first; never evicts another key on purpose.
  *
  * With plain stores, not CAS.  An install can only lose entries, never
  * resurrect one: a slot is only ever written with a node its writer holds
@@ -126,7 +126,10 @@ static void lull__ix_place(const lull__ixw *where, struct lull_node *n, uint64_t
     /* Acquire: pairs with the release store that published this index. */
     lull__ixw t = lull__load_acquire(where);
     struct lull__ixslot *to = NULL;
-    for (unsigned j = 0; j < LULL_IX_WINDOW; j++) {
+    /* The first slot that is empty or holds this key.  An older node of the
+     * key further on is left to its owner's removal pass: lookups scan in
+     * the same order and meet n first. */
+    for (unsigned j = 0; j < LULL_IX_WINDOW && !to; j++) {
         struct lull__ixslot *sl = lull__ix_slot(t, hash, j);
         /* Acquire: pairs with the release store that put p here, so p's
          * key is visible; p itself is safe to read inside our section. */
@@ -137,15 +140,10 @@ static void lull__ix_place(const lull__ixw *where, struct lull_node *n, uint64_t
                 lull__store_relaxed(&sl->tag, hash);
             return;
         }
-        if (!p) {
-            if (!to)
-                to = sl;
-        } else if (lull__load_relaxed(&sl->tag) == hash &&
+        if (!p || (lull__load_relaxed(&sl->tag) == hash &&
                    p->snap.key_len == n->snap.key_len &&
-                   lull__key_eq(p->data, n->data, n->snap.key_len)) {
-            to = sl;                /* the same key: take its slot */
-            break;
-        }
+                   lull__key_eq(p->data, n->data, n->snap.key_len)))
+            to = sl;
     }
     if (!to)
         return;                     /* window full of other keys: cds_lfht only */
