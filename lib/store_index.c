@@ -21,8 +21,8 @@
  * last installer -- removes n from the index and retires it.  Exactly one
  * thread sees that value, so n is retired once; no one waits for another.
  *
- * Which index: the store's pointer is replaced when its table grows
- * (store.c, lull__maybe_grow).  The owner removes n from the index it loads
+ * Which index: the store's index is replaced by a larger one as keys come
+ * (store.c, lull__ix_grow).  The owner removes n from the index it loads
  * when it owns n.  A reader that still uses the previous index began its
  * section before the new one was published, hence before n's grace period
  * (which begins after the owner's load, which saw the new index): RCU
