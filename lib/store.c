@@ -768,8 +768,9 @@ static int lull__write(lull_store *s, const void *key, size_t key_len,
                 lull__ix_dead(cur);
                 if (cds_lfht_replace(s->ht, &it, (unsigned long)hash, lull__match, &k,
                                      &w.node->ht) == 0) {
-                    /* The new node takes cur's slot; cur's removal pass
-                     * then finds nothing to do. */
+                    /* The new node takes cur's slot, or an empty one
+                     * before it; cur's removal pass takes out whatever
+                     * is left of cur. */
                     lull__ix_install(&s->ix, w.node, hash, true);
                     lull__ix_unlinked(&s->ix, cur, hash);
                     w.node = NULL;
@@ -986,13 +987,13 @@ int lull_store_check(lull_store *s, FILE *out)
         if (!node)
             continue;
         const struct lull_snap *sn = &node->snap;
-        if (lull__load_acquire(&node->dead) || (lull__load_relaxed(&node->ixref) & LULL_IX_UNLINKED)) {
+        if (lull__load_acquire(&node->dead) ||
+            (lull__load_relaxed(&node->ixref) & LULL_IX_UNLINKED)) {
             LULL_BAD("index slot %zu: node %p was unlinked\n", i, (void *)node);
             continue;
         }
         uint64_t h = lull__hash(sn->key, sn->key_len, s->seed);
-        size_t home = ((size_t)h << 2) & mask;
-        if (((i - home) & mask) >= LULL_IX_WINDOW)
+        if (((i - lull__ix_home(h, mask)) & mask) >= LULL_IX_WINDOW)
             LULL_BAD("index slot %zu: node %p is outside its key's window\n", i, (void *)node);
         struct lull__key k = { sn->key, sn->key_len };
         if (lull__lookup(s, &k, h, &it2) != node)

@@ -60,7 +60,8 @@ void lull__ix_free(lull__ixw w)
 
 static inline struct lull__ixslot *lull__ix_slot(lull__ixw w, uint64_t hash, unsigned j)
 {
-    return &lull__ixw_slots(w)[(((size_t)hash << 2) + j) & lull__ixw_mask(w)];
+    size_t mask = lull__ixw_mask(w);
+    return &lull__ixw_slots(w)[(lull__ix_home(hash, mask) + j) & mask];
 }
 
 /* Take an install reference, unless n is unlinked already.  Relaxed: the

@@ -149,6 +149,14 @@ static inline size_t lull__ixw_mask(lull__ixw w)
     return ((size_t)1 << (w & 63)) - 1;
 }
 
+/* The first slot of the bucket a hash selects (the bucket after it:
+ * lull__ix_home(hash + 1, mask)); a key's window is the eight slots from
+ * its home. */
+static inline size_t lull__ix_home(uint64_t hash, size_t mask)
+{
+    return ((size_t)hash << 2) & mask;
+}
+
 /* A hit in the index: the node holding key, not yet superseded, or NULL
  * (not in the index, or superseded: ask cds_lfht).  Inside a read-side
  * section; w loaded (acquire) from the store inside the same section. */
@@ -162,7 +170,7 @@ static inline struct lull_node *lull__ix_find(lull__ixw w, const void *key, size
      * key sits is random, and a branch per slot mispredicted on most
      * lookups (10 ns of a 25 ns get); "some tag matched" is predictable. */
     for (unsigned half = 0; half < 2; half++) {
-        const struct lull__ixslot *b = &slot[(((size_t)hash + half) << 2) & mask];
+        const struct lull__ixslot *b = &slot[lull__ix_home(hash + half, mask)];
         /* Relaxed: the tag only filters; the node's key decides. */
         unsigned m = (unsigned)(lull__load_relaxed(&b[0].tag) == hash) |
                      (unsigned)(lull__load_relaxed(&b[1].tag) == hash) << 1 |

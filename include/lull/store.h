@@ -63,7 +63,9 @@ struct lull_snap {              /* immutable; valid until the outermost lull_rea
  *   start: nothing is left behind, a later create tries again).
  * With max_keys set, the hash table is sized for it up front and never
  * grows; unlimited stores grow the table in the background of the writer
- * that crosses a load threshold (outside any read-side section).
+ * that crosses a load threshold (outside any read-side section).  Every
+ * store also keeps a front index (32-64 bytes a key) that starts small and
+ * is replaced by a larger one the same way as keys come.
  * Threads: any.  Ownership: the caller owns the store until lull_store_destroy.
  */
 LULL_API lull_store *lull_store_create(const struct lull_store_opts *opts);
@@ -89,8 +91,11 @@ LULL_API int lull_store_destroy(lull_store *s);
  * Section: REQUIRED.  Call between lull_read_lock() and lull_read_unlock();
  *   the snapshot and the bytes it points at stay valid and unchanged until
  *   the outermost unlock.  Never write through it.
- * Threads: any.  Progress: wait-free (one hash lookup, no stores to shared
- *   memory).  Ordering: acquire; sees the publisher's earlier writes.
+ * Threads: any.  Progress: wait-free (a probe of the front index, at most
+ *   one cds_lfht lookup, no retry).  A lookup that misses the index and
+ *   finds the key puts it back: one store into the index and two atomic
+ *   read-modify-writes on the snapshot's node; a hit stores nothing.
+ *   Ordering: acquire; sees the publisher's earlier writes.
  */
 LULL_API const struct lull_snap *lull_store_get(lull_store *s, const void *key, size_t key_len);
 
