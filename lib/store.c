@@ -924,8 +924,10 @@ int lull_store_update(lull_store *s, const void *key, size_t key_len,
 void lull__store_ix_stats(lull_store *s, size_t *slots, size_t *used)
 {
     lull_read_lock();
+    /* Acquire: pairs with the release that published this index. */
     lull__ixw t = lull__load_acquire(&s->ix);
     size_t n = 0;
+    /* Relaxed: only counted, never dereferenced. */
     for (size_t i = 0; i <= lull__ixw_mask(t); i++)
         n += lull__load_relaxed(&lull__ixw_slots(t)[i].node) != NULL;
     *slots = lull__ixw_mask(t) + 1;
@@ -980,9 +982,13 @@ int lull_store_check(lull_store *s, FILE *out)
     }
     /* The front index: every node in it is current (its owner removes it
      * before it retires it), and sits in its key's window. */
+    /* Acquire: pairs with the release that published this index. */
     lull__ixw t = lull__load_acquire(&s->ix);
     const size_t mask = lull__ixw_mask(t);
     for (size_t i = 0; i <= mask; i++) {
+        /* Acquire, as in lull__ix_find: the node's key is read below.
+         * dead (acquire) and ixref (relaxed) are read only for their
+         * values; writers are quiescent when the check means anything. */
         node = lull__load_acquire(&lull__ixw_slots(t)[i].node);
         if (!node)
             continue;
