@@ -935,6 +935,14 @@ void lull__store_ix_stats(lull_store *s, size_t *slots, size_t *used)
     lull_read_unlock();
 }
 
+size_t lull__store_ix_bucket(lull_store *s, const void *key, size_t key_len)
+{
+    /* Acquire: pairs with the release that published this index (only its
+     * size is read). */
+    lull__ixw t = lull__load_acquire(&s->ix);
+    return lull__ix_home(lull__hash(key, key_len, s->seed), lull__ixw_mask(t)) / LULL_IX_BUCKET;
+}
+
 /* ------------------------------------------------------------ checker */
 
 static unsigned long lull__bitrev(unsigned long v)

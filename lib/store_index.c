@@ -109,9 +109,35 @@ static void lull__ix_unref(const lull__ixw *where, struct lull_node *n, uint64_t
     }
 }
 
-/* Put n into a slot of the index *where: a slot holding a node with the same
- * key (the node n replaced, typically) or an empty one, whichever comes
- * first; never evicts another key on purpose.
+/* Where n goes in index t: the first slot of its window that is empty or
+ * holds a node with n's key (the node n replaced, typically), whichever
+ * comes first; never another key's slot.  NULL: the window is full of other
+ * keys (n stays in cds_lfht only), or n is there already -- then *here is
+ * that slot.  An older node of the key further on is left to its owner's
+ * removal pass: lookups scan in the same order and meet n first.  Loads
+ * only; inside a read-side section (p's key is read). */
+static struct lull__ixslot *lull__ix_pick(lull__ixw t, const struct lull_node *n,
+                                          uint64_t hash, struct lull__ixslot **here)
+{
+    *here = NULL;
+    for (unsigned j = 0; j < LULL_IX_WINDOW; j++) {
+        struct lull__ixslot *sl = lull__ix_slot(t, hash, j);
+        /* Acquire: pairs with the release store that put p here, so p's
+         * key is visible; p itself is safe to read inside our section. */
+        struct lull_node *p = lull__load_acquire(&sl->node);
+        if (p == n) {
+            *here = sl;
+            return NULL;
+        }
+        if (!p || (lull__load_relaxed(&sl->tag) == hash &&
+                   p->snap.key_len == n->snap.key_len &&
+                   lull__key_eq(p->data, n->data, n->snap.key_len)))
+            return sl;
+    }
+    return NULL;
+}
+
+/* Put n into its slot of the index *where (lull__ix_pick).
  *
  * With plain stores, not CAS.  An install can only lose entries, never
  * resurrect one: a slot is only ever written with a node its writer holds
@@ -124,27 +150,15 @@ static void lull__ix_unref(const lull__ixw *where, struct lull_node *n, uint64_t
  * core's keys share leaves through the store buffer. */
 static void lull__ix_place(const lull__ixw *where, struct lull_node *n, uint64_t hash)
 {
+    struct lull__ixslot *here;
     /* Acquire: pairs with the release store that published this index. */
-    lull__ixw t = lull__load_acquire(where);
-    struct lull__ixslot *to = NULL;
-    /* The first slot that is empty or holds this key.  An older node of the
-     * key further on is left to its owner's removal pass: lookups scan in
-     * the same order and meet n first. */
-    for (unsigned j = 0; j < LULL_IX_WINDOW && !to; j++) {
-        struct lull__ixslot *sl = lull__ix_slot(t, hash, j);
-        /* Acquire: pairs with the release store that put p here, so p's
-         * key is visible; p itself is safe to read inside our section. */
-        struct lull_node *p = lull__load_acquire(&sl->node);
-        if (p == n) {
-            /* Already here (a racing installer): mend a stale tag. */
-            if (lull__load_relaxed(&sl->tag) != hash)
-                lull__store_relaxed(&sl->tag, hash);
-            return;
-        }
-        if (!p || (lull__load_relaxed(&sl->tag) == hash &&
-                   p->snap.key_len == n->snap.key_len &&
-                   lull__key_eq(p->data, n->data, n->snap.key_len)))
-            to = sl;
+    struct lull__ixslot *to = lull__ix_pick(lull__load_acquire(where), n, hash, &here);
+    if (here) {
+        /* Already here (a racing installer): mend a stale tag.  Relaxed:
+         * a hint. */
+        if (lull__load_relaxed(&here->tag) != hash)
+            lull__store_relaxed(&here->tag, hash);
+        return;
     }
     if (!to)
         return;                     /* window full of other keys: cds_lfht only */
@@ -157,10 +171,25 @@ static void lull__ix_place(const lull__ixw *where, struct lull_node *n, uint64_t
     lull__store_release(&to->node, n);
 }
 
+/* Would installing n (found current by a reader) change the index?  A scan
+ * with loads only, before the install reference: a key whose window is full
+ * of other keys misses on every lookup, and two RMWs on its node per lookup
+ * would bounce the node's line between the cores that read it (a hot get at
+ * two threads went from 14 to 20 ns).  A stale answer is harmless: place
+ * scans again. */
+static bool lull__ix_worth(const lull__ixw *where, const struct lull_node *n, uint64_t hash)
+{
+    struct lull__ixslot *here;
+    /* Acquire: pairs with the release store that published this index. */
+    struct lull__ixslot *to = lull__ix_pick(lull__load_acquire(where), n, hash, &here);
+    /* Relaxed: the tag is a hint. */
+    return to || (here && lull__load_relaxed(&here->tag) != hash);
+}
+
 void lull__ix_install(const lull__ixw *where, struct lull_node *n, uint64_t hash,
                       bool ref)
 {
-    if (!ref && !lull__ix_ref(n))
+    if (!ref && (!lull__ix_worth(where, n, hash) || !lull__ix_ref(n)))
         return;
     bool (*hook)(struct lull_node *) = lull__load_relaxed(&lull__ix_test_hook);
     if (lull__likely(hook == NULL) || hook(n))

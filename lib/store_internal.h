@@ -125,6 +125,7 @@ void lull__node_trim(void);
  *    a node after its grace period has begun.
  */
 #define LULL_IX_UNLINKED (1u << 31)
+#define LULL_IX_BUCKET   4u          /* slots a bucket (one cache line) */
 #define LULL_IX_WINDOW   8u          /* slots a key may live in: two buckets */
 
 struct lull__ixslot {
@@ -201,7 +202,9 @@ void lull__ix_free(lull__ixw w);
 /* Put n, current when the caller found it, into the index *where (loaded
  * here); inside a read-side section.  @ref: the caller already holds an
  * install reference (the publisher's, set by the allocation), which this
- * drops.  Never fails: no room in the window leaves n in cds_lfht only. */
+ * drops; without one (a reader's repair), a scan with loads only comes
+ * first, and n's line is written only if the install would change the
+ * index.  Never fails: no room in the window leaves n in cds_lfht only. */
 void lull__ix_install(const lull__ixw *where, struct lull_node *n, uint64_t hash,
                       bool ref);
 
@@ -227,5 +230,9 @@ extern unsigned long lull__ix_late_owners;
 /* Tests and benchmarks: slots in the store's current front index, and how
  * many hold a node.  Inside or outside a section; a snapshot. */
 void lull__store_ix_stats(lull_store *s, size_t *slots, size_t *used);
+
+/* Tests: the home bucket of a key in the store's current front index (its
+ * window is that bucket and the next). */
+size_t lull__store_ix_bucket(lull_store *s, const void *key, size_t key_len);
 
 #endif

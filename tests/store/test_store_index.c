@@ -16,6 +16,10 @@
  *                    the check then finds an unlinked node in the index)
  *   grow_keeps_hits  an unlimited store's index, replaced as the table grows,
  *                    holds nearly every key without a single read
+ *   full_window      a key whose window is full of other keys is served by
+ *                    cds_lfht without an install reference (a lookup that
+ *                    cannot change the index writes nothing), and repaired
+ *                    once a slot frees up
  */
 #include "store_testlib.h"
 #include "store_internal.h"   /* the index's test hooks */
@@ -266,6 +270,48 @@ static void test_grow_keeps_hits(void **state)
     assert_int_equal(lull_store_destroy(s), 0);
 }
 
+/* Nine keys with one home bucket: eight fill its window, the ninth has no
+ * room.  The index starts at 32 slots (eight buckets) and grows only past
+ * 16 keys, so the homes found here stay put. */
+static void test_full_window(void **state)
+{
+    (void)state;
+    lull_store *s = lull_store_create(NULL);
+    assert_non_null(s);
+    enum { FILL = 8 };
+    char keys[FILL + 1][16];
+    size_t home = lull__store_ix_bucket(s, K("k0")), n = 0;
+    for (unsigned i = 0; n < FILL + 1 && i < 100000; i++) {
+        snprintf(keys[n], sizeof keys[n], "k%u", i);
+        if (lull__store_ix_bucket(s, keys[n], strlen(keys[n])) == home)
+            n++;
+    }
+    assert_int_equal(n, FILL + 1);
+    stage_begin();
+    for (unsigned i = 0; i < FILL; i++)
+        put(s, keys[i], i);
+    assert_int_equal(ix_used(s), FILL);
+    put(s, keys[FILL], FILL);                   /* no room: cds_lfht only */
+    assert_int_equal(ix_used(s), FILL);
+
+    unsigned calls = stage.calls;
+    assert_int_equal(value_of(s, keys[FILL]), FILL);   /* a miss, served ... */
+    assert_int_equal(value_of(s, keys[FILL]), FILL);
+    assert_int_equal(stage.calls, calls);       /* ... without an install reference */
+    assert_int_equal(ix_used(s), FILL);
+
+    assert_int_equal(lull_store_delete(s, keys[0], strlen(keys[0])), 0);
+    assert_int_equal(ix_used(s), FILL - 1);     /* a slot frees up ... */
+    assert_int_equal(value_of(s, keys[FILL]), FILL);
+    assert_int_equal(stage.calls, calls + 1);   /* ... and the next miss repairs */
+    assert_int_equal(ix_used(s), FILL);
+    assert_int_equal(value_of(s, keys[FILL]), FILL);
+    assert_int_equal(stage.calls, calls + 1);   /* a hit now */
+    stage_end();
+    assert_int_equal(lull_store_check(s, stderr), 0);
+    assert_int_equal(lull_store_destroy(s), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -273,6 +319,7 @@ int main(void)
         cmocka_unit_test(test_dead_not_served),
         cmocka_unit_test(test_late_owner),
         cmocka_unit_test(test_grow_keeps_hits),
+        cmocka_unit_test(test_full_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
