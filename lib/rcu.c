@@ -174,7 +174,8 @@ static void lull__make_exit_key(void)
     (void)pthread_key_create(&lull__exit_key, lull__thread_exit);
 }
 
-static void lull__thread_enter_slow(void)
+/* Out of line and cold: lull_read_lock stays a leaf that saves no registers. */
+static __attribute__((noinline, cold)) void lull__thread_enter_slow(void)
 {
     pthread_once(&lull__exit_once, lull__make_exit_key);
     if (URCU_TLS(urcu_memb_reader).registered) {
