@@ -113,13 +113,13 @@ static void *g_fx;
 
 static void setup_lull(lb_state *st)
 {
-    g_fx = bc_fixture(0, "lull_reg", lb_range(st, 0), make_lull, destroy_lull, NULL);
+    g_fx = bc_fixture("lull_reg", lb_range(st, 0), make_lull, destroy_lull, NULL);
     if (!g_fx)
         lb_skip(st, "fixture: lull registry could not be built");
 }
 static void setup_bl(lb_state *st)
 {
-    g_fx = bc_fixture(0, "mutex_reg", lb_range(st, 0), make_bl, destroy_bl, NULL);
+    g_fx = bc_fixture("mutex_reg", lb_range(st, 0), make_bl, destroy_bl, NULL);
     if (!g_fx)
         lb_skip(st, "fixture: mutex registry could not be built");
 }

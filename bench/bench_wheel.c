@@ -164,25 +164,25 @@ static struct wfx *g_fx;
 
 static void setup_lull_long(lb_state *st)
 {
-    g_fx = bc_fixture(0, "lull_long", lb_range(st, 0), make_lull_long, wfx_free, long_fresh);
+    g_fx = bc_fixture("lull_long", lb_range(st, 0), make_lull_long, wfx_free, long_fresh);
     if (!g_fx)
         lb_skip(st, "fixture: lull wheel could not be built");
 }
 static void setup_heap_long(lb_state *st)
 {
-    g_fx = bc_fixture(0, "heap_long", lb_range(st, 0), make_heap_long, wfx_free, long_fresh);
+    g_fx = bc_fixture("heap_long", lb_range(st, 0), make_heap_long, wfx_free, long_fresh);
     if (!g_fx)
         lb_skip(st, "fixture: heap could not be built");
 }
 static void setup_lull_keepalive(lb_state *st)
 {
-    g_fx = bc_fixture(0, "lull_ka", lb_range(st, 0), make_lull_keepalive, wfx_free, NULL);
+    g_fx = bc_fixture("lull_ka", lb_range(st, 0), make_lull_keepalive, wfx_free, NULL);
     if (!g_fx)
         lb_skip(st, "fixture: lull wheel could not be built");
 }
 static void setup_heap_keepalive(lb_state *st)
 {
-    g_fx = bc_fixture(0, "heap_ka", lb_range(st, 0), make_heap_keepalive, wfx_free, NULL);
+    g_fx = bc_fixture("heap_ka", lb_range(st, 0), make_heap_keepalive, wfx_free, NULL);
     if (!g_fx)
         lb_skip(st, "fixture: heap could not be built");
 }
@@ -316,7 +316,9 @@ int main(int argc, char **argv)
     const int64_t *pending = lb_full() ? pending_full : pending_default;
     const int64_t *ka = lb_full() ? ka_full : ka_default;
 
-    /* Memory first, while the process is fresh (RSS growth is then real). */
+    /* Memory first, while the process is fresh (RSS growth is then real;
+     * with random interleaving it runs anywhere, and only bytes_per_timer,
+     * malloc's own count, is a figure). */
     lb_iterations(reg("wheel/memory/lull", bm_memory_lull, NULL, "pending", 1000000), 1);
     lb_iterations(reg("wheel/memory/heap", bm_memory_heap, NULL, "pending", 1000000), 1);
 

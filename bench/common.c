@@ -8,45 +8,52 @@
 
 unsigned long bc_runs;
 
-struct bc_slot {
-    const char *kind;
+struct bc_entry {
+    const char *kind;       /* NULL: free */
     int64_t param;
     void *obj;
     void (*destroy)(void *);
+    unsigned long used;     /* when last returned (LRU) */
 };
-static struct bc_slot slots[BC_SLOTS];
+static struct bc_entry cache[BC_FIXTURES];
+static unsigned long clock_;
 
-void *bc_fixture(int slot, const char *kind, int64_t param, void *(*make)(int64_t),
+static void drop(struct bc_entry *e)
+{
+    if (e->obj)
+        e->destroy(e->obj);
+    memset(e, 0, sizeof *e);
+}
+
+void *bc_fixture(const char *kind, int64_t param, void *(*make)(int64_t),
                  void (*destroy)(void *), int (*fresh)(void *))
 {
-    if (slot < 0 || slot >= BC_SLOTS)
-        return NULL;
-    struct bc_slot *f = &slots[slot];
-    if (f->obj && f->kind && !strcmp(f->kind, kind) && f->param == param &&
-        (!fresh || fresh(f->obj)))
-        return f->obj;
-    if (f->obj)
-        f->destroy(f->obj);
-    f->obj = NULL;
-    f->kind = NULL;
+    struct bc_entry *e = NULL, *victim = NULL;
+    for (int i = 0; i < BC_FIXTURES && !e; i++) {
+        struct bc_entry *c = &cache[i];
+        if (c->kind && !strcmp(c->kind, kind) && c->param == param)
+            e = c;
+        else if (!victim || (victim->kind && (!c->kind || c->used < victim->used)))
+            victim = c;         /* a free entry, else the least recently used */
+    }
+    if (e && (!fresh || fresh(e->obj))) {
+        e->used = ++clock_;
+        return e->obj;
+    }
+    if (!e)
+        e = victim;
+    drop(e);
     void *obj = make(param);
     if (!obj)
         return NULL;
-    f->kind = kind;
-    f->param = param;
-    f->obj = obj;
-    f->destroy = destroy;
+    *e = (struct bc_entry){ kind, param, obj, destroy, ++clock_ };
     return obj;
 }
 
 void bc_fixture_drop(void)
 {
-    for (int i = BC_SLOTS - 1; i >= 0; i--) {
-        if (slots[i].obj)
-            slots[i].destroy(slots[i].obj);
-        slots[i].obj = NULL;
-        slots[i].kind = NULL;
-    }
+    for (int i = BC_FIXTURES - 1; i >= 0; i--)
+        drop(&cache[i]);
 }
 
 uint64_t bc_vclock_read(void *ctx)

@@ -53,15 +53,17 @@ static inline uint64_t bc_seed(const lb_state *st)
  * The fixture cache.  Building a million-key map or a million pending timers
  * takes longer than measuring it, and google-benchmark calls a benchmark
  * several times per case (to size the iteration count, then per
- * repetition).  bc_fixture keeps ONE fixture alive per slot: it returns the
- * cached one when kind and param match (and fresh(), if given, says it is
- * still usable), else destroys the cached one and makes a new one.  Call it
- * from a setup hook (thread 0, before the others start).  Benchmarks that
- * use the same fixture are registered next to each other.  NULL from make
- * means failure (the caller lb_skip()s).  bc_fixture_drop frees it (lb_atexit).
+ * repetition) -- and with random interleaving (scripts/bench.sh) runs the
+ * repetitions of all cases in a random order.  So bc_fixture keeps every
+ * fixture alive, keyed by kind and param: it returns the cached one when
+ * there is one (and fresh(), if given, says it is still usable), else makes
+ * a new one, evicting the least recently used only when BC_FIXTURES are
+ * alive.  Call it from a setup hook (thread 0, before the others start).
+ * NULL from make means failure (the caller lb_skip()s).  bc_fixture_drop
+ * frees them all (lb_atexit).
  */
-enum { BC_SLOTS = 2 };
-void *bc_fixture(int slot, const char *kind, int64_t param, void *(*make)(int64_t),
+enum { BC_FIXTURES = 32 };
+void *bc_fixture(const char *kind, int64_t param, void *(*make)(int64_t),
                  void (*destroy)(void *), int (*fresh)(void *));
 void bc_fixture_drop(void);
 

@@ -100,6 +100,7 @@ def load(outdir):
                 continue
         contexts[fn[:-5]] = d.get("context", {})
         by_run = {}
+        file_cases = []
         for b in d.get("benchmarks", []):
             if b.get("error_occurred"):
                 errors.append(f"{b['name']}: {b.get('error_message', '')}")
@@ -128,7 +129,11 @@ def load(outdir):
                      "cpu_time", "time_unit", "items_per_second", "error_occurred",
                      "error_message", "label"}
             c["counters"] = {k: v for k, v in pick.items() if k not in known}
-            cases.append(c)
+            # Registration order: with random interleaving the file lists
+            # cases in the order they finished.
+            c["order"] = (pick.get("family_index", 0), pick.get("per_family_instance_index", 0))
+            file_cases.append(c)
+        cases.extend(sorted(file_cases, key=lambda c: c["order"]))
     return cases, contexts, errors
 
 

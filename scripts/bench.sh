@@ -13,6 +13,8 @@
 #   --threads LIST     thread counts, e.g. 1,2,4 (default 1,2; --full 1,2,4)
 #   --min-time S       seconds per repetition of a case (default 0.3)
 #   --repetitions N    repetitions per case, the median is reported (default 5)
+#   --no-interleave    run each case's repetitions back to back (default:
+#                      in a random order across the layer's cases)
 #   --out DIR          output directory (default out/bench)
 #   --no-build         use the binaries already in build-bench/
 #   --no-deps          do not run scripts/install-deps.sh first
@@ -39,8 +41,9 @@ reps=""
 do_build=1
 do_deps=1
 do_plots=1
+interleave=1
 
-usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -61,6 +64,7 @@ while [ $# -gt 0 ]; do
     --no-build) do_build=0 ;;
     --no-deps) do_deps=0 ;;
     --no-plots) do_plots=0 ;;
+    --no-interleave) interleave=0 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -107,7 +111,13 @@ rm -rf "$out/raw"
 mkdir -p "$out/raw"
 
 gb_args=(--benchmark_min_time="$min_time" --benchmark_repetitions="$reps")
+# With repetitions, google-benchmark runs them in a random order across all
+# the cases of a layer: lull's repetitions and the baseline's then meet the
+# same slow and fast spells of a shared machine, and a ratio of medians
+# compares like with like (--no-interleave: each case's repetitions back to
+# back, as before).
 [ "$reps" -gt 1 ] && gb_args+=(--benchmark_report_aggregates_only=false)
+[ "$reps" -gt 1 ] && [ "$interleave" = 1 ] && gb_args+=(--benchmark_enable_random_interleaving=true)
 [ -n "$filter" ] && gb_args+=(--benchmark_filter="$filter")
 lb_args=()
 [ "$mode" = full ] && lb_args+=(--lb_full)
