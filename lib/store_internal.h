@@ -126,12 +126,14 @@ void lull__node_trim(void);
  */
 #define LULL_IX_UNLINKED (1u << 31)
 #define LULL_IX_BUCKET   4u          /* slots a bucket (one cache line) */
-#define LULL_IX_WINDOW   8u          /* slots a key may live in: two buckets */
+#define LULL_IX_WINDOW   (2 * LULL_IX_BUCKET)  /* slots a key may live in: two buckets */
 
 struct lull__ixslot {
     uint64_t tag;                    /* the key's hash (relaxed: a hint) */
     struct lull_node *node;          /* release by installers, acquire by readers */
 };
+_Static_assert(LULL_IX_BUCKET == 4 && LULL_IX_BUCKET * sizeof(struct lull__ixslot) == 64,
+               "a bucket is one cache line; lull__ix_find compares its four tags by hand");
 
 /* The index as the store holds it: one word, so that a lookup loads one
  * thing before the bucket -- the slots' address (64-byte aligned) with
@@ -155,7 +157,7 @@ static inline size_t lull__ixw_mask(lull__ixw w)
  * its home. */
 static inline size_t lull__ix_home(uint64_t hash, size_t mask)
 {
-    return ((size_t)hash << 2) & mask;
+    return ((size_t)hash * LULL_IX_BUCKET) & mask;
 }
 
 /* A hit in the index: the node holding key, not yet superseded, or NULL
@@ -170,7 +172,7 @@ static inline struct lull_node *lull__ix_find(lull__ixw w, const void *key, size
      * tags of a line are compared without branching: where in its bucket a
      * key sits is random, and a branch per slot mispredicted on most
      * lookups (10 ns of a 25 ns get); "some tag matched" is predictable. */
-    for (unsigned half = 0; half < 2; half++) {
+    for (unsigned half = 0; half < LULL_IX_WINDOW / LULL_IX_BUCKET; half++) {
         const struct lull__ixslot *b = &slot[lull__ix_home(hash + half, mask)];
         /* Relaxed: the tag only filters; the node's key decides. */
         unsigned m = (unsigned)(lull__load_relaxed(&b[0].tag) == hash) |
