@@ -565,12 +565,12 @@ lull__get_slow(lull_store *s, const void *key, size_t key_len, uint64_t hash)
     return &node->snap;
 }
 
-/* The lookup behind get and read, on input already checked; inside a
- * read-side section.  A hit in the front index linearizes at its read of
- * node->dead (see store_internal.h); anything else asks cds_lfht. */
-static inline const struct lull_snap *lull__get(lull_store *s, const void *key, size_t key_len)
+/* The lookup behind get and read, on input already checked and hashed;
+ * inside a read-side section.  A hit in the front index linearizes at its
+ * read of node->dead (see store_internal.h); anything else asks cds_lfht. */
+static inline const struct lull_snap *lull__get_hashed(lull_store *s, const void *key,
+                                                       size_t key_len, uint64_t hash)
 {
-    uint64_t hash = lull__hash(key, key_len, s->seed);
     /* Acquire: pairs with the release that published this index. */
     struct lull_node *node = lull__ix_find(lull__load_acquire(&s->ix), key, key_len, hash);
     if (lull__likely(node != NULL) && lull__likely(lull__version(node) != 0))
@@ -578,11 +578,41 @@ static inline const struct lull_snap *lull__get(lull_store *s, const void *key, 
     return lull__get_slow(s, key, key_len, hash);
 }
 
-const struct lull_snap *lull_store_get(lull_store *s, const void *key, size_t key_len)
+static inline const struct lull_snap *lull__get(lull_store *s, const void *key, size_t key_len)
 {
+    return lull__get_hashed(s, key, key_len, lull__hash(key, key_len, s->seed));
+}
+
+/* lull_store_get past its fast path: checks its input and does the whole
+ * lookup.  hashed: hash is the key's (input already checked). */
+static __attribute__((noinline)) const struct lull_snap *
+lull__get_rest(lull_store *s, const void *key, size_t key_len, uint64_t hash, bool hashed)
+{
+    if (hashed)
+        return lull__get_hashed(s, key, key_len, hash);
     if (!lull__key_ok(s, key, key_len))
         return NULL;
     return lull__get(s, key, key_len);
+}
+
+/* The fast path is a hit for a key of 8 to 16 bytes (the ids and tokens
+ * servers use) in the first slot of its home bucket whose tag matches; it
+ * keeps the hit short enough to need no stack frame of its own.  Anything
+ * else -- other lengths, the second bucket, a miss, bad input -- goes to
+ * lull__get_rest, which repeats the index scan in full. */
+const struct lull_snap *lull_store_get(lull_store *s, const void *key, size_t key_len)
+{
+    if (lull__likely(s != NULL) && lull__likely(key != NULL) &&
+        lull__likely(key_len - 8 <= 8) && lull__likely(key_len <= s->max_key_len)) {
+        uint64_t hash = lull__hash(key, key_len, s->seed);
+        /* Acquire: pairs with the release that published this index. */
+        struct lull_node *node =
+            lull__ix_find_first(lull__load_acquire(&s->ix), key, key_len, hash);
+        if (lull__likely(node != NULL) && lull__likely(lull__version(node) != 0))
+            return &node->snap;
+        return lull__get_rest(s, key, key_len, hash, true);
+    }
+    return lull__get_rest(s, key, key_len, 0, false);
 }
 
 int lull_store_read(lull_store *s, const void *key, size_t key_len,

@@ -160,6 +160,34 @@ static inline size_t lull__ix_home(uint64_t hash, size_t mask)
     return ((size_t)hash * LULL_IX_BUCKET) & mask;
 }
 
+/* Which of a bucket's four slots carry this tag (bit j: slot j).  The tags
+ * are compared without branching: where in its bucket a key sits is random,
+ * and a branch per slot mispredicted on most lookups (10 ns of a 25 ns get);
+ * "some tag matched" is predictable. */
+static inline unsigned lull__ix_tags(const struct lull__ixslot *b, uint64_t hash)
+{
+    /* Relaxed: the tag only filters; the node's key decides. */
+    return (unsigned)(lull__load_relaxed(&b[0].tag) == hash) |
+           (unsigned)(lull__load_relaxed(&b[1].tag) == hash) << 1 |
+           (unsigned)(lull__load_relaxed(&b[2].tag) == hash) << 2 |
+           (unsigned)(lull__load_relaxed(&b[3].tag) == hash) << 3;
+}
+
+/* The node in slot b, if it holds key and is not yet superseded; NULL
+ * otherwise. */
+static inline struct lull_node *lull__ix_slot_hit(const struct lull__ixslot *b,
+                                                  const void *key, size_t key_len)
+{
+    /* Acquire: pairs with the installer's release store (lull__ix_place):
+     * the node's key, lengths and value are visible. */
+    struct lull_node *n = lull__load_acquire(&b->node);
+    if (!n || n->snap.key_len != key_len || !lull__key_eq(n->data, key, key_len))
+        return NULL;
+    /* Acquire: read after the slot; dead is set once, before the unlink, so
+     * 0 here means n was current at this load. */
+    return lull__load_acquire(&n->dead) ? NULL : n;
+}
+
 /* A hit in the index: the node holding key, not yet superseded, or NULL
  * (not in the index, or superseded: ask cds_lfht).  Inside a read-side
  * section; w loaded (acquire) from the store inside the same section. */
@@ -168,32 +196,27 @@ static inline struct lull_node *lull__ix_find(lull__ixw w, const void *key, size
 {
     const struct lull__ixslot *slot = lull__ixw_slots(w);
     const size_t mask = lull__ixw_mask(w);
-    /* The window: the home bucket's line, then the next bucket's.  The four
-     * tags of a line are compared without branching: where in its bucket a
-     * key sits is random, and a branch per slot mispredicted on most
-     * lookups (10 ns of a 25 ns get); "some tag matched" is predictable. */
+    /* The window: the home bucket's line, then the next bucket's. */
     for (unsigned half = 0; half < LULL_IX_WINDOW / LULL_IX_BUCKET; half++) {
         const struct lull__ixslot *b = &slot[lull__ix_home(hash + half, mask)];
-        /* Relaxed: the tag only filters; the node's key decides. */
-        unsigned m = (unsigned)(lull__load_relaxed(&b[0].tag) == hash) |
-                     (unsigned)(lull__load_relaxed(&b[1].tag) == hash) << 1 |
-                     (unsigned)(lull__load_relaxed(&b[2].tag) == hash) << 2 |
-                     (unsigned)(lull__load_relaxed(&b[3].tag) == hash) << 3;
-        while (m) {
-            unsigned j = (unsigned)__builtin_ctz(m);
-            m &= m - 1;
-            /* Acquire: pairs with the installer's release store
-             * (lull__ix_place): the node's key, lengths and value are
-             * visible. */
-            struct lull_node *n = lull__load_acquire(&b[j].node);
-            if (!n || n->snap.key_len != key_len || !lull__key_eq(n->data, key, key_len))
-                continue;
-            /* Acquire: read after the slot; dead is set once, before the
-             * unlink, so 0 here means n was current at this load. */
-            return lull__load_acquire(&n->dead) ? NULL : n;
+        for (unsigned m = lull__ix_tags(b, hash); m; m &= m - 1) {
+            struct lull_node *n = lull__ix_slot_hit(&b[__builtin_ctz(m)], key, key_len);
+            if (n)
+                return n;
         }
     }
     return NULL;
+}
+
+/* lull__ix_find's common case alone: the first slot of the home bucket
+ * whose tag matches.  NULL is "not here", not "absent": the caller then
+ * does the whole lookup. */
+static inline struct lull_node *lull__ix_find_first(lull__ixw w, const void *key,
+                                                    size_t key_len, uint64_t hash)
+{
+    const struct lull__ixslot *b = &lull__ixw_slots(w)[lull__ix_home(hash, lull__ixw_mask(w))];
+    unsigned m = lull__ix_tags(b, hash);
+    return lull__likely(m != 0) ? lull__ix_slot_hit(&b[__builtin_ctz(m)], key, key_len) : NULL;
 }
 
 /* A new index for about `keys` keys (slots: 2 * keys rounded up to a power
