@@ -193,13 +193,15 @@ void lull__thread_enter(void)
         lull__thread_enter_slow();
 }
 
-void lull_read_lock(void)
+/* The names in parentheses: lib/ is built with LULL_INLINE_READ, which
+ * makes lull_read_lock() a macro for every other caller in the library. */
+void (lull_read_lock)(void)
 {
     lull__thread_enter();
     urcu_memb_read_lock();          /* inline: TLS load, compare, store (+ compiler barrier) */
 }
 
-void lull_read_unlock(void)
+void (lull_read_unlock)(void)
 {
     /* Release before the unlock: every access of the section happens before
      * any deferred free that acquires after the grace period (see top). */
@@ -209,7 +211,9 @@ void lull_read_unlock(void)
 
 bool lull_read_ongoing(void)
 {
-    return lull__tls.state != LULL_T_NEW && urcu_memb_read_ongoing();
+    /* Not lull__tls.state: a thread its user registered with liburcu may
+     * open sections inline (LULL_INLINE_READ) without ever calling lull. */
+    return urcu_memb_read_ongoing();
 }
 
 /* ---- the queue ---------------------------------------------------------- */
