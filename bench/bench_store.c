@@ -4,6 +4,7 @@
  * Cases (each at 1 and 2 threads; --lb_full adds 4 and more key counts):
  *   get_zc       lull_store_get inside lull_read_lock, reading the value;
  *                raw cds_lfht the same way (the floor)
+ *   get_inline   the same with LULL_INLINE_READ's inline sections (hot set)
  *   get_copy     lull_store_read (copy-out); rwlock map, mutex map and raw
  *                cds_lfht copying the value out the same way
  *   mix90        90% get_copy, 10% update of a random key
@@ -14,6 +15,10 @@
  * under the write lock.  Keys are drawn uniformly at random.  One item = one
  * operation.
  */
+/* Inline sections for get_inline; get_zc calls the functions by name,
+ * (lull_read_lock)(), as a program built without LULL_INLINE_READ does. */
+#define LULL_INLINE_READ 1
+
 #include "baselines/lfhtmap.h"
 #include "baselines/lockmap.h"
 #include "common.h"
@@ -113,19 +118,29 @@ static int bl_incr(void *value, size_t vlen, void *arg)
     return 0;
 }
 
+static inline int lull_get_value(void *fx, const unsigned char *k, uint64_t *acc)
+{
+    const struct lull_snap *sn = lull_store_get(fx, k, BC_KEY_LEN);
+    if (!sn)
+        return -ENOENT;
+    uint64_t v;
+    memcpy(&v, sn->value, 8);
+    *acc += v;
+    return 0;
+}
+
 /* Each implementation as three inline ops, so one loop body serves all. */
 static inline int lull_get_zc(void *fx, const unsigned char *k, uint64_t *acc)
 {
-    int rc = 0;
+    (lull_read_lock)();
+    int rc = lull_get_value(fx, k, acc);
+    (lull_read_unlock)();
+    return rc;
+}
+static inline int lull_inline_get_zc(void *fx, const unsigned char *k, uint64_t *acc)
+{
     lull_read_lock();
-    const struct lull_snap *sn = lull_store_get(fx, k, BC_KEY_LEN);
-    if (sn) {
-        uint64_t v;
-        memcpy(&v, sn->value, 8);
-        *acc += v;
-    } else {
-        rc = -ENOENT;
-    }
+    int rc = lull_get_value(fx, k, acc);
     lull_read_unlock();
     return rc;
 }
@@ -171,7 +186,7 @@ static inline int mx_upd(void *fx, const unsigned char *k)
 }
 
 /* Threads enter their RCU registration before the timed loop. */
-static void enter_lull(void) { lull_read_lock(); lull_read_unlock(); }
+static void enter_lull(void) { (lull_read_lock)(); (lull_read_unlock)(); }
 static void leave_lull(void) {}
 static void enter_none(void) {}
 
@@ -203,6 +218,7 @@ static void finish(lb_state *st, uint64_t errors)
         finish(st, errors);                                                   \
     }
 BM_GET_ZC(lull, enter_lull, leave_lull)
+BM_GET_ZC(lull_inline, enter_lull, leave_lull)
 BM_GET_ZC(lfht, bl_rcu_thread_enter, bl_rcu_thread_leave)
 
 #define BM_GET_COPY(impl, enter, leave)                                       \
@@ -320,6 +336,7 @@ int main(int argc, char **argv)
         reg("store/get_zc/lull", bm_get_zc_lull, setup_lull, *n);
         reg("store/get_copy/lull", bm_get_copy_lull, setup_lull, *n);
         if (*n == hot) {
+            reg("store/get_inline/lull", bm_get_zc_lull_inline, setup_lull, *n);
             reg("store/mix90/lull", bm_mix90_lull, setup_lull, *n);
             reg("store/upd_disjoint/lull", bm_upd_disjoint_lull, setup_lull, *n);
             reg("store/upd_contended/lull", bm_upd_contended_lull, setup_lull, *n);

@@ -18,6 +18,7 @@ import sys
 # (function, operation, which side); the order is the table's.
 OPS = [
     ("op_store_get", "store get (zero-copy, with read lock/unlock)", "lull"),
+    ("op_store_get_inline", "store get (zero-copy, with read lock/unlock)", "lull, LULL_INLINE_READ"),
     ("op_lfht_get", "store get (zero-copy, with read lock/unlock)", "raw cds_lfht"),
     ("op_store_read", "store read (copy-out 64 B)", "lull"),
     ("op_rwmap_read", "store read (copy-out 64 B)", "rwlock map"),

@@ -10,6 +10,10 @@
  *
  *   lull_opcount [N]      (default 100000)
  */
+/* store_get_inline opens its sections inline; every other op calls the
+ * functions by name, (lull_read_lock)(), as without LULL_INLINE_READ. */
+#define LULL_INLINE_READ 1
+
 #include "baselines/heap.h"
 #include "baselines/lfhtmap.h"
 #include "baselines/lockmap.h"
@@ -61,17 +65,31 @@ NOINLINE static void op_loop(uint64_t n)
 }
 
 /* ---- store ---- */
+static inline void store_get_one(lull_store *s, const unsigned char k[BC_KEY_LEN])
+{
+    const struct lull_snap *sn = lull_store_get(s, k, BC_KEY_LEN);
+    if (sn)
+        lb_escape(sn->value);
+    else
+        failures++;
+}
 static inline void body_store_get(lull_store *s, uint64_t n)
 {
     unsigned char k[BC_KEY_LEN];
     for (uint64_t i = 0; i < n; i++) {
         bc_key(k, i % KEYS);
+        (lull_read_lock)();
+        store_get_one(s, k);
+        (lull_read_unlock)();
+    }
+}
+static inline void body_store_get_inline(lull_store *s, uint64_t n)
+{
+    unsigned char k[BC_KEY_LEN];
+    for (uint64_t i = 0; i < n; i++) {
+        bc_key(k, i % KEYS);
         lull_read_lock();
-        const struct lull_snap *sn = lull_store_get(s, k, sizeof k);
-        if (sn)
-            lb_escape(sn->value);
-        else
-            failures++;
+        store_get_one(s, k);
         lull_read_unlock();
     }
 }
@@ -226,6 +244,7 @@ static inline void body_mxreg_release(struct bl_reg *r, uint64_t *g, uint64_t n)
 #define OP_SIZE(name, params, args) \
     NOINLINE static size_t op_##name params { return body_##name args; }
 OP_VOID(store_get, (lull_store *s, uint64_t n), (s, n))
+OP_VOID(store_get_inline, (lull_store *s, uint64_t n), (s, n))
 OP_VOID(store_read, (lull_store *s, uint64_t n), (s, n))
 OP_VOID(store_update, (lull_store *s, uint64_t n), (s, n))
 OP_VOID(lfht_get, (struct bl_lfht *m, uint64_t n), (m, n))
@@ -266,6 +285,7 @@ static void store_ops(uint64_t n)
     }
     body_store_update(s, KEYS);   /* warm-up: every key replaced once */
     op_store_get(s, n);
+    op_store_get_inline(s, n);
     op_store_read(s, n);
     op_store_update(s, n);
     op_lfht_get(lf, n);

@@ -30,6 +30,8 @@ PAIRS = [
     ("store", "get_zc", "get_copy", "rwlock", "get, zero-copy vs rwlock map"),
     ("store", "get_zc", "get_copy", "mutex", "get, zero-copy vs mutex map", False),
     ("store", "get_zc", "get_zc", "lfht", "get, zero-copy vs raw cds_lfht"),
+    ("store", "get_inline", "get_copy", "rwlock", "get, inline sections vs rwlock map"),
+    ("store", "get_inline", "get_zc", "lfht", "get, inline sections vs raw cds_lfht"),
     ("store", "get_copy", "get_copy", "rwlock", "get, copy-out vs rwlock map"),
     ("store", "get_copy", "get_copy", "mutex", "get, copy-out vs mutex map", False),
     ("store", "get_copy", "get_copy", "lfht", "get, copy-out vs raw cds_lfht", False),
@@ -53,6 +55,9 @@ PAIRS = [
 TARGETS = {
     ("store", "get_zc", "rwlock", (("keys", 1024),), 2): 6.0,
     ("store", "get_zc", "lfht", (("keys", 1024),), 2): 1 / 1.25,
+    # the same get with LULL_INLINE_READ's inline sections (<lull/rcu.h>)
+    ("store", "get_inline", "rwlock", (("keys", 1024),), 2): 6.0,
+    ("store", "get_inline", "lfht", (("keys", 1024),), 2): 1 / 1.25,
     ("store", "get_zc", "rwlock", (("keys", 1048576),), 2): 1.0,
     ("store", "mix90", "rwlock|mutex", None, 2): 1.5,
     ("store", "upd_disjoint", "mutex", None, 2): 0.4,
@@ -384,6 +389,7 @@ def plots(cases, outdir):
     # throughput vs threads
     groups = [("store", "get_zc", (("keys", 1024),),
                [("get_zc", "lull", "lull get (zero-copy)"),
+                ("get_inline", "lull", "lull get, inline sections"),
                 ("get_zc", "lfht", "raw cds_lfht (zero-copy)"),
                 ("get_copy", "rwlock", "rwlock map (copy-out)"),
                 ("get_copy", "mutex", "mutex map (copy-out)")],
