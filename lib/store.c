@@ -596,10 +596,10 @@ lull__get_rest(lull_store *s, const void *key, size_t key_len, uint64_t hash, bo
 }
 
 /* The fast path is a hit for a key of 8 to 16 bytes (the ids and tokens
- * servers use) in the first slot of its home bucket whose tag matches; it
- * keeps the hit short enough to need no stack frame of its own.  Anything
- * else -- other lengths, the second bucket, a miss, bad input -- goes to
- * lull__get_rest, which repeats the index scan in full. */
+ * servers use) in the first slot of its home bucket whose tag matches: one
+ * slot, no loop, no spills.  Anything else -- other lengths, the second
+ * bucket, a dead node, a miss, bad input -- goes to lull__get_rest, which
+ * repeats the index scan in full. */
 const struct lull_snap *lull_store_get(lull_store *s, const void *key, size_t key_len)
 {
     if (lull__likely(s != NULL) && lull__likely(key != NULL) &&

@@ -113,7 +113,9 @@ static inline void lull__read_unlock_inline(void)
 /*
  * lull_read_ongoing - is the calling thread inside a read-side section?
  *
- * Returns: true inside a section (at any depth), false otherwise.
+ * Returns: true inside a section (at any depth), false otherwise.  A
+ *   urcu-memb read-side section the thread opened itself counts too: it is
+ *   the same section, and a grace period would wait for it just the same.
  * Threads: any.  Ordering: none (thread-local).
  */
 LULL_API bool lull_read_ongoing(void);

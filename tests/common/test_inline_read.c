@@ -95,6 +95,11 @@ static void *user_registered_thread(void *p)
     LT_CHECK_EQ(lull_barrier(), -EDEADLK);
     lull_read_unlock();
     LT_CHECK(!lull_read_ongoing());
+    urcu_memb_read_lock();          /* liburcu's own section: the same one */
+    LT_CHECK(lull_read_ongoing());
+    LT_CHECK_EQ(lull_synchronize(), -EDEADLK);
+    urcu_memb_read_unlock();
+    LT_CHECK(!lull_read_ongoing());
     LT_CHECK_EQ(lull_synchronize(), 0);
     urcu_memb_unregister_thread();
     return NULL;
