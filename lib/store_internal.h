@@ -133,7 +133,8 @@ struct lull__ixslot {
     struct lull_node *node;          /* release by installers, acquire by readers */
 };
 _Static_assert(LULL_IX_BUCKET == 4 && LULL_IX_BUCKET * sizeof(struct lull__ixslot) == 64,
-               "a bucket is one cache line; lull__ix_find compares its four tags by hand");
+               "a bucket is one cache line; lull__ix_tags and lull__ix_find_first "
+               "handle its four slots by hand");
 
 /* The index as the store holds it: one word, so that a lookup loads one
  * thing before the bucket -- the slots' address (64-byte aligned) with
@@ -173,19 +174,25 @@ static inline unsigned lull__ix_tags(const struct lull__ixslot *b, uint64_t hash
            (unsigned)(lull__load_relaxed(&b[3].tag) == hash) << 3;
 }
 
-/* The node in slot b, if it holds key and is not yet superseded; NULL
- * otherwise. */
-static inline struct lull_node *lull__ix_slot_hit(const struct lull__ixslot *b,
-                                                  const void *key, size_t key_len)
+/* n, read (acquire) from a slot, if it holds key and is not yet
+ * superseded; NULL otherwise. */
+static inline struct lull_node *lull__ix_node_hit(struct lull_node *n, const void *key,
+                                                  size_t key_len)
 {
-    /* Acquire: pairs with the installer's release store (lull__ix_place):
-     * the node's key, lengths and value are visible. */
-    struct lull_node *n = lull__load_acquire(&b->node);
     if (!n || n->snap.key_len != key_len || !lull__key_eq(n->data, key, key_len))
         return NULL;
     /* Acquire: read after the slot; dead is set once, before the unlink, so
      * 0 here means n was current at this load. */
     return lull__load_acquire(&n->dead) ? NULL : n;
+}
+
+/* The node in slot b, if it holds key and is not yet superseded. */
+static inline struct lull_node *lull__ix_slot_hit(const struct lull__ixslot *b,
+                                                  const void *key, size_t key_len)
+{
+    /* Acquire: pairs with the installer's release store (lull__ix_place):
+     * the node's key, lengths and value are visible. */
+    return lull__ix_node_hit(lull__load_acquire(&b->node), key, key_len);
 }
 
 /* A hit in the index: the node holding key, not yet superseded, or NULL
@@ -210,13 +217,22 @@ static inline struct lull_node *lull__ix_find(lull__ixw w, const void *key, size
 
 /* lull__ix_find's common case alone: the first slot of the home bucket
  * whose tag matches.  NULL is "not here", not "absent": the caller then
- * does the whole lookup. */
+ * does the whole lookup.  The slot is picked with selects, not a mask and
+ * a bit scan: the node pointer is then ready a few cycles after the line,
+ * and the node's line is the miss that follows. */
 static inline struct lull_node *lull__ix_find_first(lull__ixw w, const void *key,
                                                     size_t key_len, uint64_t hash)
 {
     const struct lull__ixslot *b = &lull__ixw_slots(w)[lull__ix_home(hash, lull__ixw_mask(w))];
-    unsigned m = lull__ix_tags(b, hash);
-    return lull__likely(m != 0) ? lull__ix_slot_hit(&b[__builtin_ctz(m)], key, key_len) : NULL;
+    /* Acquire, all four: pairs with the installer's release store
+     * (lull__ix_place) for whichever is picked.  Relaxed tags: hints. */
+    struct lull_node *n3 = lull__load_acquire(&b[3].node), *n2 = lull__load_acquire(&b[2].node),
+                     *n1 = lull__load_acquire(&b[1].node), *n0 = lull__load_acquire(&b[0].node);
+    struct lull_node *n = lull__load_relaxed(&b[3].tag) == hash ? n3 : NULL;
+    n = lull__load_relaxed(&b[2].tag) == hash ? n2 : n;
+    n = lull__load_relaxed(&b[1].tag) == hash ? n1 : n;
+    n = lull__load_relaxed(&b[0].tag) == hash ? n0 : n;
+    return lull__ix_node_hit(n, key, key_len);
 }
 
 /* A new index for about `keys` keys (slots: 2 * keys rounded up to a power
