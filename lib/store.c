@@ -583,13 +583,18 @@ static inline const struct lull_snap *lull__get(lull_store *s, const void *key, 
     return lull__get_hashed(s, key, key_len, lull__hash(key, key_len, s->seed));
 }
 
-/* lull_store_get past its fast path: checks its input and does the whole
- * lookup.  hashed: hash is the key's (input already checked). */
+/* lull_store_get past its fast path, input checked and hashed: the whole
+ * lookup.  Out of line, like lull__get_checked: the fast path stays short. */
 static __attribute__((noinline)) const struct lull_snap *
-lull__get_rest(lull_store *s, const void *key, size_t key_len, uint64_t hash, bool hashed)
+lull__get_rest(lull_store *s, const void *key, size_t key_len, uint64_t hash)
 {
-    if (hashed)
-        return lull__get_hashed(s, key, key_len, hash);
+    return lull__get_hashed(s, key, key_len, hash);
+}
+
+/* lull_store_get for input the fast path does not take: checked here. */
+static __attribute__((noinline)) const struct lull_snap *
+lull__get_checked(lull_store *s, const void *key, size_t key_len)
+{
     if (!lull__key_ok(s, key, key_len))
         return NULL;
     return lull__get(s, key, key_len);
@@ -597,22 +602,23 @@ lull__get_rest(lull_store *s, const void *key, size_t key_len, uint64_t hash, bo
 
 /* The fast path is a hit for a key of 8 to 16 bytes (the ids and tokens
  * servers use) in the first slot of its home bucket whose tag matches: one
- * slot, no loop, no spills.  Anything else -- other lengths, the second
- * bucket, a dead node, a miss, bad input -- goes to lull__get_rest, which
- * repeats the index scan in full. */
+ * slot, no loop, no spills.  Anything else -- the second bucket, a dead
+ * node, a miss -- goes to lull__get_rest, which repeats the index scan in
+ * full; other lengths and bad input to lull__get_checked. */
 const struct lull_snap *lull_store_get(lull_store *s, const void *key, size_t key_len)
 {
     if (lull__likely(s != NULL) && lull__likely(key != NULL) &&
-        lull__likely(key_len - 8 <= 8) && lull__likely(key_len <= s->max_key_len)) {
+        lull__likely(key_len - 8 <= 8) /* 8 <= key_len <= 16 */ &&
+        lull__likely(key_len <= s->max_key_len)) {
         uint64_t hash = lull__hash(key, key_len, s->seed);
         /* Acquire: pairs with the release that published this index. */
         struct lull_node *node =
             lull__ix_find_first(lull__load_acquire(&s->ix), key, key_len, hash);
         if (lull__likely(node != NULL) && lull__likely(lull__version(node) != 0))
             return &node->snap;
-        return lull__get_rest(s, key, key_len, hash, true);
+        return lull__get_rest(s, key, key_len, hash);
     }
-    return lull__get_rest(s, key, key_len, 0, false);
+    return lull__get_checked(s, key, key_len);
 }
 
 int lull_store_read(lull_store *s, const void *key, size_t key_len,

@@ -91,10 +91,11 @@ LULL_API int lull_store_destroy(lull_store *s);
  * Section: REQUIRED.  Call between lull_read_lock() and lull_read_unlock();
  *   the snapshot and the bytes it points at stay valid and unchanged until
  *   the outermost unlock.  Never write through it.
- * Threads: any.  Progress: wait-free (a probe of the front index, at most
- *   one cds_lfht lookup, no retry).  A lookup that misses the index and
- *   finds the key puts it back: one store into the index and two atomic
- *   read-modify-writes on the snapshot's node; a hit stores nothing.
+ * Threads: any.  Progress: wait-free (at most two probes of the front
+ *   index -- a short one for keys of 8 to 16 bytes, then the full one --
+ *   and one cds_lfht lookup; no retry loop).  A lookup that misses the
+ *   index and finds the key puts it back: one store into the index and two
+ *   atomic read-modify-writes on the snapshot's node; a hit stores nothing.
  *   Ordering: acquire; sees the publisher's earlier writes.
  */
 LULL_API const struct lull_snap *lull_store_get(lull_store *s, const void *key, size_t key_len);
