@@ -2,7 +2,9 @@
 # Installs a lull build tree into a temporary prefix and builds and runs the
 # out-of-tree consumer (tests/consumer) against it, both ways:
 #   - CMake:      find_package(lull CONFIG) -> lull::lull (and lull::lull_static)
-#   - pkg-config: pkg-config --cflags --libs lull (shared, and --static)
+#   - pkg-config: pkg-config --cflags --libs lull (shared, and --static),
+#                 and lull liburcu-memb with LULL_INLINE_READ
+#   - dlopen():   tests/consumer/dlopen.c loads liblull.so.0 at run time
 # then checks the installed liblull.so.0: SONAME liblull.so.0, and only
 # lull_* symbols exported (none starting with lull__).
 #
@@ -73,5 +75,11 @@ make -s -f "$src/tests/consumer/Makefile" OUT="$tmp" >"$tmp/make.log" 2>&1 || { 
 objdump -p "$tmp/consumer-pc" | grep -q 'NEEDED *liblull\.so\.0' || fail "pkg-config consumer does not link liblull.so.0"
 "$tmp/consumer-pc" || fail "pkg-config consumer (shared) failed"
 "$tmp/consumer-pc-static" || fail "pkg-config consumer (static) failed"
+objdump -p "$tmp/consumer-pc-inline" | grep -q 'NEEDED *liburcu-memb\.so' || fail "inline consumer does not link liburcu-memb"
+"$tmp/consumer-pc-inline" || fail "pkg-config consumer (LULL_INLINE_READ) failed"
+
+echo "== dlopen consumer"
+! objdump -p "$tmp/dlopen-consumer" | grep -q 'NEEDED *liblull' || fail "dlopen consumer links liblull"
+"$tmp/dlopen-consumer" "$so" || fail "dlopen consumer failed"
 
 echo "consumer-test: OK"

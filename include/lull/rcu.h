@@ -27,6 +27,9 @@
  * the process.  Like liburcu's call_rcu thread it does not survive fork():
  * a child process must not use lull (exec is fine).  A program that only
  * uses wheels starts no such thread.
+ *
+ * liblull.so may be dlopen()ed (a plugin that links lull); dlclose() leaves
+ * it loaded, since the reclaim thread still runs its code (-z nodelete).
  */
 #ifndef LULL_RCU_H
 #define LULL_RCU_H
