@@ -5,6 +5,8 @@
  *   get_zc       lull_store_get inside lull_read_lock, reading the value;
  *                raw cds_lfht the same way (the floor)
  *   get_inline   the same with LULL_INLINE_READ's inline sections (hot set)
+ *   get_so       get_zc through liblull.so.0, the shared library a program
+ *                gets from find_package(lull) or pkg-config (hot set)
  *   get_copy     lull_store_read (copy-out); rwlock map, mutex map and raw
  *                cds_lfht copying the value out the same way
  *   mix90        90% get_copy, 10% update of a random key
@@ -23,8 +25,10 @@
 #include "baselines/lockmap.h"
 #include "common.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <lull/store.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -38,23 +42,78 @@ static void fill_value(unsigned char v[BC_VALUE_LEN], uint64_t i)
         v[j] = (unsigned char)(i * 31 + (uint64_t)j);
 }
 
-static void *make_lull(int64_t n)
+/* The lull functions a fixture and get_so use: the linked static library's,
+ * or liblull.so.0's (below). */
+struct lull_fns {
+    lull_store *(*create)(const struct lull_store_opts *);
+    int (*put)(lull_store *, const void *, size_t, const void *, size_t, uint64_t *);
+    const struct lull_snap *(*get)(lull_store *, const void *, size_t);
+    int (*destroy)(lull_store *);
+    void (*lock)(void);
+    void (*unlock)(void);
+};
+
+static void *make_store(const struct lull_fns *f, int64_t n)
 {
-    lull_store *s = lull_store_create(NULL);   /* the defaults a user gets */
+    lull_store *s = f->create(NULL);   /* the defaults a user gets */
     if (!s)
         return NULL;
     unsigned char k[BC_KEY_LEN], v[BC_VALUE_LEN];
     for (int64_t i = 0; i < n; i++) {
         bc_key(k, (uint64_t)i);
         fill_value(v, (uint64_t)i);
-        if (lull_store_put(s, k, sizeof k, v, sizeof v, NULL)) {
-            lull_store_destroy(s);
+        if (f->put(s, k, sizeof k, v, sizeof v, NULL)) {
+            f->destroy(s);
             return NULL;
         }
     }
     return s;
 }
+
+static const struct lull_fns linked = {
+    lull_store_create, lull_store_put, lull_store_get, lull_store_destroy,
+    (lull_read_lock), (lull_read_unlock),
+};
+static void *make_lull(int64_t n) { return make_store(&linked, n); }
 static void destroy_lull(void *s) { lull_store_destroy(s); }
+
+/* get_so: liblull.so.0 (LULL_BENCH_SO: its path in the build tree), loaded
+ * with dlopen() because one program cannot link both libraries, its
+ * functions called through pointers (a call through the PLT is one indirect
+ * jump too).  What differs from the static library is how the functions
+ * reach thread-locals: a shared library reaches lull's and liburcu's through
+ * __tls_get_addr (the general-dynamic TLS model), which keeps it
+ * dlopen()able (docs/performance.md, "The shared library"). */
+static struct lull_fns so;
+
+static bool so_sym(void *h, const char *name, void *fp, size_t len)
+{
+    void *p = dlsym(h, name);
+    if (!p)
+        fprintf(stderr, "bench_store: %s: %s\n", name, dlerror());
+    memcpy(fp, &p, len);   /* void * to a function pointer, as POSIX allows */
+    return p != NULL;
+}
+
+static bool so_load(void)
+{
+    static int loaded;     /* 0: not tried, 1: loaded, -1: failed (setup is single-threaded) */
+    if (loaded)
+        return loaded > 0;
+    void *h = dlopen(LULL_BENCH_SO, RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        fprintf(stderr, "bench_store: %s\n", dlerror());
+    bool ok = h && so_sym(h, "lull_store_create", &so.create, sizeof so.create) &&
+              so_sym(h, "lull_store_put", &so.put, sizeof so.put) &&
+              so_sym(h, "lull_store_get", &so.get, sizeof so.get) &&
+              so_sym(h, "lull_store_destroy", &so.destroy, sizeof so.destroy) &&
+              so_sym(h, "lull_read_lock", &so.lock, sizeof so.lock) &&
+              so_sym(h, "lull_read_unlock", &so.unlock, sizeof so.unlock);
+    loaded = ok ? 1 : -1;  /* never dlclose()d: its stores live in bc_fixture */
+    return ok;
+}
+static void *make_lull_so(int64_t n) { return so_load() ? make_store(&so, n) : NULL; }
+static void destroy_lull_so(void *s) { so.destroy(s); }
 
 #define MAKE_MAP(prefix)                                                       \
     static void *make_##prefix(int64_t n)                                      \
@@ -88,6 +147,7 @@ static void *g_fx;   /* the fixture of the running case; set by thread 0's setup
             lb_skip(st, "fixture: " #kind " could not be built");                       \
     }
 SETUP(lull)
+SETUP(lull_so)
 SETUP(bl_rwmap)
 SETUP(bl_mxmap)
 SETUP(bl_lfht)
@@ -144,6 +204,20 @@ static inline int lull_inline_get_zc(void *fx, const unsigned char *k, uint64_t 
     lull_read_unlock();
     return rc;
 }
+static inline int lull_so_get_zc(void *fx, const unsigned char *k, uint64_t *acc)
+{
+    so.lock();
+    const struct lull_snap *sn = so.get(fx, k, BC_KEY_LEN);
+    int rc = -ENOENT;
+    if (sn) {
+        uint64_t v;
+        memcpy(&v, sn->value, 8);
+        *acc += v;
+        rc = 0;
+    }
+    so.unlock();
+    return rc;
+}
 static inline int lfht_get_zc(void *fx, const unsigned char *k, uint64_t *acc)
 {
     uint64_t v = bl_lfht_get_touch(fx, k, BC_KEY_LEN);
@@ -187,6 +261,7 @@ static inline int mx_upd(void *fx, const unsigned char *k)
 
 /* Threads enter their RCU registration before the timed loop. */
 static void enter_lull(void) { (lull_read_lock)(); (lull_read_unlock)(); }
+static void enter_lull_so(void) { so.lock(); so.unlock(); }
 static void leave_lull(void) {}
 static void enter_none(void) {}
 
@@ -219,6 +294,7 @@ static void finish(lb_state *st, uint64_t errors)
     }
 BM_GET_ZC(lull, enter_lull, leave_lull)
 BM_GET_ZC(lull_inline, enter_lull, leave_lull)
+BM_GET_ZC(lull_so, enter_lull_so, leave_lull)
 BM_GET_ZC(lfht, bl_rcu_thread_enter, bl_rcu_thread_leave)
 
 #define BM_GET_COPY(impl, enter, leave)                                       \
@@ -337,6 +413,7 @@ int main(int argc, char **argv)
         reg("store/get_copy/lull", bm_get_copy_lull, setup_lull, *n);
         if (*n == hot) {
             reg("store/get_inline/lull", bm_get_zc_lull_inline, setup_lull, *n);
+            reg("store/get_so/lull", bm_get_zc_lull_so, setup_lull_so, *n);
             reg("store/mix90/lull", bm_mix90_lull, setup_lull, *n);
             reg("store/upd_disjoint/lull", bm_upd_disjoint_lull, setup_lull, *n);
             reg("store/upd_contended/lull", bm_upd_contended_lull, setup_lull, *n);

@@ -32,6 +32,10 @@ PAIRS = [
     ("store", "get_zc", "get_zc", "lfht", "get, zero-copy vs raw cds_lfht"),
     ("store", "get_inline", "get_copy", "rwlock", "get, inline sections vs rwlock map"),
     ("store", "get_inline", "get_zc", "lfht", "get, inline sections vs raw cds_lfht"),
+    # get_zc through liblull.so (what find_package / pkg-config link): no
+    # target of its own; docs/performance.md, "The shared library"
+    ("store", "get_so", "get_copy", "rwlock", "get, via liblull.so vs rwlock map"),
+    ("store", "get_so", "get_zc", "lfht", "get, via liblull.so vs raw cds_lfht", False),
     ("store", "get_copy", "get_copy", "rwlock", "get, copy-out vs rwlock map"),
     ("store", "get_copy", "get_copy", "mutex", "get, copy-out vs mutex map", False),
     ("store", "get_copy", "get_copy", "lfht", "get, copy-out vs raw cds_lfht", False),
