@@ -45,6 +45,29 @@ struct lull__dep {
 /* Parse a record; false if the bytes are not one (never happens: the store
  * is private; the checker reports it). */
 bool lull__rec_parse(const void *v, size_t len, struct lull__hdr *h);
+
+/* What a lookup reads, in place, instead of the whole header: the state
+ * (false if the value is too short to be a record), then a holder's conn
+ * and generation.  Every write parses the whole record (lull__rec_parse),
+ * and the checker checks it, so a lookup checks only what keeps its own
+ * reads in bounds. */
+static inline bool lull__rec_state(const struct lull_snap *s, uint32_t *state)
+{
+    if (s->value_len < LULL__HDR_LEN)
+        return false;
+    memcpy(state, (const unsigned char *)s->value + offsetof(struct lull__hdr, state),
+           sizeof *state);
+    return true;
+}
+
+static inline void lull__rec_holder(const struct lull_snap *s, void **conn, uint64_t *gen)
+{
+    const unsigned char *v = s->value;
+    if (conn)
+        memcpy(conn, v + offsetof(struct lull__hdr, conn), sizeof *conn);
+    if (gen)
+        memcpy(gen, v + offsetof(struct lull__hdr, gen), sizeof *gen);
+}
 static inline void lull__dep_get(const void *v, size_t i, struct lull__dep *d)
 {
     memcpy(d, (const unsigned char *)v + LULL__HDR_LEN + i * LULL__DEP_LEN, LULL__DEP_LEN);

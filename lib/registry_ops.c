@@ -488,7 +488,6 @@ int lull_registry_lookup(lull_registry *r, const void *id, size_t id_len, void *
     if (!lull__id_ok(r, id, id_len))
         return -EINVAL;
     int rc = 0;
-    struct lull__hdr h;
     /* The read-side section is this call's gate, in place of lull__enter's
      * two atomic RMWs: a lookup changes nothing and runs no callback, so
      * shutdown need not wait for it at step 2, only before it frees (step
@@ -497,20 +496,17 @@ int lull_registry_lookup(lull_registry *r, const void *id, size_t id_len, void *
      * began, so it ends before that returns; one that begins after sees
      * the seq_cst store of closing, made before the synchronize. */
     lull_read_lock();
-    const struct lull_snap *s = NULL;
+    const struct lull_snap *s;
+    uint32_t state = 0;
     if (__atomic_load_n(&r->closing, __ATOMIC_RELAXED))
         rc = -ESHUTDOWN;
-    else if (!(s = lull_store_get(r->store, id, id_len)) ||
-             !lull__rec_parse(s->value, s->value_len, &h) || h.state == LULL__DEAD) {
+    else if (!(s = lull_store_get(r->store, id, id_len)) || !lull__rec_state(s, &state) ||
+             (state != LULL__HELD && state != LULL__GRACE))
         rc = -ENOENT;
-    } else if (h.state == LULL__GRACE) {
+    else if (state == LULL__GRACE)
         rc = -EAGAIN;
-    } else {
-        if (conn)
-            *conn = h.conn;
-        if (gen)
-            *gen = h.gen;
-    }
+    else
+        lull__rec_holder(s, conn, gen);
     lull_read_unlock();
     return rc;
 }
