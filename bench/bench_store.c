@@ -43,14 +43,14 @@ static void fill_value(unsigned char v[BC_VALUE_LEN], uint64_t i)
 }
 
 /* The lull functions a fixture and get_so use: the linked static library's,
- * or liblull.so.0's (below). */
+ * or liblull.so.0's (below).  Typed from the header's prototypes. */
 struct lull_fns {
-    lull_store *(*create)(const struct lull_store_opts *);
-    int (*put)(lull_store *, const void *, size_t, const void *, size_t, uint64_t *);
-    const struct lull_snap *(*get)(lull_store *, const void *, size_t);
-    int (*destroy)(lull_store *);
-    void (*lock)(void);
-    void (*unlock)(void);
+    __typeof__(lull_store_create) *create;
+    __typeof__(lull_store_put) *put;
+    __typeof__(lull_store_get) *get;
+    __typeof__(lull_store_destroy) *destroy;
+    __typeof__(lull_read_lock) *lock;
+    __typeof__(lull_read_unlock) *unlock;
 };
 
 static void *make_store(const struct lull_fns *f, int64_t n)

@@ -30,14 +30,16 @@
 #define CHECK(c) do { if (!(c)) { fprintf(stderr, "dlopen-consumer: %s:%d: %s\n", \
                                           __FILE__, __LINE__, #c); return 1; } } while (0)
 
+/* Typed from the header's prototypes (__typeof__: a GNU C keyword that
+ * gcc and clang accept in strict C11 too). */
 static struct {
-    lull_store *(*create)(const struct lull_store_opts *);
-    int (*put)(lull_store *, const void *, size_t, const void *, size_t, uint64_t *);
-    const struct lull_snap *(*get)(lull_store *, const void *, size_t);
-    int (*destroy)(lull_store *);
-    void (*lock)(void);
-    void (*unlock)(void);
-    int (*barrier)(void);
+    __typeof__(lull_store_create) *create;
+    __typeof__(lull_store_put) *put;
+    __typeof__(lull_store_get) *get;
+    __typeof__(lull_store_destroy) *destroy;
+    __typeof__(lull_read_lock) *lock;
+    __typeof__(lull_read_unlock) *unlock;
+    __typeof__(lull_barrier) *barrier;
 } fn;
 
 /* dlsym's void * into a function pointer, without the cast ISO C lacks. */
