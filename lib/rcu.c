@@ -200,7 +200,8 @@ void lull__thread_enter(void)
  * that the test computed: the same test as the inline form in <lull/rcu.h>.
  * In liblull.so each thread-local's address is a call to __tls_get_addr,
  * and testing lull__tls.state first cost two calls here instead of one
- * (a hot get through liblull.so: 19.5 -> 16.7 ns, docs/performance.md).
+ * (a hot get through liblull.so, store/get_so: 0.885x the time at two
+ * threads; docs/performance.md, "The shared library").
  * A thread its user registered never needs lull__tls here: lull__defer
  * and the other writers enter it before they batch anything. */
 void (lull_read_lock)(void)
