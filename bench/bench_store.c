@@ -178,15 +178,19 @@ static int bl_incr(void *value, size_t vlen, void *arg)
     return 0;
 }
 
-static inline int lull_get_value(void *fx, const unsigned char *k, uint64_t *acc)
+/* What every zero-copy get does with the snapshot it got. */
+static inline int take_value(const struct lull_snap *sn, uint64_t *acc)
 {
-    const struct lull_snap *sn = lull_store_get(fx, k, BC_KEY_LEN);
     if (!sn)
         return -ENOENT;
     uint64_t v;
     memcpy(&v, sn->value, 8);
     *acc += v;
     return 0;
+}
+static inline int lull_get_value(void *fx, const unsigned char *k, uint64_t *acc)
+{
+    return take_value(lull_store_get(fx, k, BC_KEY_LEN), acc);
 }
 
 /* Each implementation as three inline ops, so one loop body serves all. */
@@ -207,14 +211,7 @@ static inline int lull_inline_get_zc(void *fx, const unsigned char *k, uint64_t 
 static inline int lull_so_get_zc(void *fx, const unsigned char *k, uint64_t *acc)
 {
     so.lock();
-    const struct lull_snap *sn = so.get(fx, k, BC_KEY_LEN);
-    int rc = -ENOENT;
-    if (sn) {
-        uint64_t v;
-        memcpy(&v, sn->value, 8);
-        *acc += v;
-        rc = 0;
-    }
+    int rc = take_value(so.get(fx, k, BC_KEY_LEN), acc);
     so.unlock();
     return rc;
 }
