@@ -203,12 +203,22 @@ void lull__thread_enter(void)
  * (a hot get through liblull.so, store/get_so: 0.885x the time at two
  * threads; docs/performance.md, "The shared library").
  * A thread its user registered never needs lull__tls here: lull__defer
- * and the other writers enter it before they batch anything. */
+ * and the other writers enter it before they batch anything.
+ *
+ * The first section's work is a tail call to a cold function, so that the
+ * fast path is a leaf that keeps nothing across a call: no stack frame,
+ * no saved register (it saved one, to keep the reader's address across
+ * lull__thread_enter). */
+static __attribute__((noinline, cold)) void lull__read_lock_first(void)
+{
+    lull__thread_enter();           /* registers the thread */
+    urcu_memb_read_lock();
+}
+
 void (lull_read_lock)(void)
 {
     if (lull__unlikely(!URCU_TLS(urcu_memb_reader).registered)) {
-        lull__thread_enter();       /* the thread's first section: registers it */
-        urcu_memb_read_lock();
+        lull__read_lock_first();
         return;
     }
     urcu_memb_read_lock();          /* inline: TLS load, compare, store (+ compiler barrier) */

@@ -528,14 +528,45 @@ static void lw_abs_mono(struct timespec *ts, uint64_t rel_ns)
 
 #define LW_MAX_SLEEP_NS (3600ull * 1000000000ull)   /* re-plan at least hourly */
 
+/* lull_wheel_pending and lull_wheel_next_deadline for a wheel that exists
+ * (the driver's calls: GCC 12 reads the public functions' NULL test, once
+ * inlined here, as a path that stores through NULL, and warns). */
+static size_t lw_pending(const lull_wheel *w)
+{
+    /* relaxed (all): counters.  fired first: a timer that fires while we
+     * sum is then counted as still pending, never subtracted without its
+     * count; exact when no call is in flight. */
+    uint64_t n = 0 - __atomic_load_n(&w->fired, __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < w->nshards; i++)
+        n += __atomic_load_n(&w->shards[i].count, __ATOMIC_RELAXED);
+    return (int64_t)n > 0 ? (size_t)n : 0;
+}
+
+static uint64_t lw_next_deadline(const lull_wheel *w)
+{
+    /* nothing pending means none, whatever the hints (lowered by
+     * schedules, raised only by advances) still say. */
+    if (!lw_pending(w))
+        return UINT64_MAX;
+    uint64_t m = UINT64_MAX;
+    for (unsigned i = 0; i < w->nshards; i++) {
+        /* seq_cst: the driver's half of the store-buffer pattern (lw_kick);
+         * a plain load on x86. */
+        uint64_t e = __atomic_load_n(&w->shards[i].earliest, __ATOMIC_SEQ_CST);
+        if (e < m)
+            m = e;
+    }
+    return m;
+}
+
 /* Sleep until the next deadline or a kick.  Returns true when stopping. */
 static bool lw_driver_sleep(lull_wheel *w)
 {
-    uint64_t d = lull_wheel_next_deadline(w);
+    uint64_t d = lw_next_deadline(w);
     /* seq_cst: the store-buffer pattern with lw_kick (the loads of earliest
      * in next_deadline are seq_cst too). */
     __atomic_store_n(&w->sleep_until, d, __ATOMIC_SEQ_CST);
-    uint64_t d2 = lull_wheel_next_deadline(w);
+    uint64_t d2 = lw_next_deadline(w);
     if (d2 < d)
         d = d2;
     pthread_mutex_lock(&w->mu);
@@ -1705,32 +1736,12 @@ size_t lull_wheel_advance(lull_wheel *w)
 
 uint64_t lull_wheel_next_deadline(lull_wheel *w)
 {
-    /* nothing pending means none, whatever the hints (lowered by
-     * schedules, raised only by advances) still say. */
-    if (!w || !lull_wheel_pending(w))
-        return UINT64_MAX;
-    uint64_t m = UINT64_MAX;
-    for (unsigned i = 0; i < w->nshards; i++) {
-        /* seq_cst: the driver's half of the store-buffer pattern (lw_kick);
-         * a plain load on x86. */
-        uint64_t e = __atomic_load_n(&w->shards[i].earliest, __ATOMIC_SEQ_CST);
-        if (e < m)
-            m = e;
-    }
-    return m;
+    return w ? lw_next_deadline(w) : UINT64_MAX;
 }
 
 size_t lull_wheel_pending(lull_wheel *w)
 {
-    if (!w)
-        return 0;
-    /* relaxed (all): counters.  fired first: a timer that fires while we
-     * sum is then counted as still pending, never subtracted without its
-     * count; exact when no call is in flight. */
-    uint64_t n = 0 - __atomic_load_n(&w->fired, __ATOMIC_RELAXED);
-    for (unsigned i = 0; i < w->nshards; i++)
-        n += __atomic_load_n(&w->shards[i].count, __ATOMIC_RELAXED);
-    return (int64_t)n > 0 ? (size_t)n : 0;
+    return w ? lw_pending(w) : 0;
 }
 
 /* ---- test hooks ---------------------------------------------------------------- */
