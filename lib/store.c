@@ -56,11 +56,18 @@
 #define LULL_IX_FIRST          16ul          /* keys the first front index is sized for */
 #define LULL_IX_MAX            (1ul << 26)   /* keys the largest is sized for (2 GiB) */
 
+/* The hash seed, and the seed xored with each constant of the short-key
+ * hash's first round (lull__hash), made once by lull_store_create. */
+struct lull__seed {
+    uint64_t s, k1, k2;
+};
+
 struct lull_store {
     struct cds_lfht *ht;
     lull__ixw ix;                   /* the front index (store_index.c); replaced when
                                        it grows: release store, acquire loads */
-    uint64_t seed;                  /* per-store hash seed (hash flooding) */
+    struct lull__seed seed;         /* per-store hash seed (hash flooding) */
+    size_t fast_len;                /* key_len - 8 < this: lull_store_get's fast path */
     size_t max_keys, max_key_len, max_value_len;
     uint64_t update_timeout_ns;
     unsigned long grow_at;          /* resize when nkeys passes it (0: never) */
@@ -82,11 +89,19 @@ static inline uint64_t lull__mix(uint64_t a, uint64_t b)
     return (uint64_t)r ^ (uint64_t)(r >> 64);
 }
 
+#define LULL_HASH_K1 0xa0761d6478bd642full
+#define LULL_HASH_K2 0xe7037ed1a0b428dbull
+
 /* A multiply-fold hash (wyhash-style), seeded per store.  Keys of up to 16
  * bytes -- the ids and tokens servers use -- take two loads and two
- * multiplies: the lookup's hot path is mostly this and two cache lines. */
-static inline uint64_t lull__hash(const void *key, size_t n, uint64_t seed)
+ * multiplies: the lookup's hot path is mostly this and two cache lines.
+ * Their first round's factors are a key word xored with the seed and a
+ * constant, and the store keeps both xors made (struct lull__seed), so
+ * that the get's fast path reads them from the store's line instead of
+ * building two 64-bit constants. */
+static inline uint64_t lull__hash(const void *key, size_t n, const struct lull__seed *sd)
 {
+    const uint64_t seed = sd->s;
     const unsigned char *p = key;
     uint64_t a, b;
 
@@ -106,11 +121,10 @@ static inline uint64_t lull__hash(const void *key, size_t n, uint64_t seed)
         }
         /* The seed in both factors: neither can be made zero by a key
          * chosen without knowing it (a zero factor would erase the other). */
-        uint64_t h = lull__mix(a ^ seed ^ 0xa0761d6478bd642full,
-                               b ^ seed ^ 0xe7037ed1a0b428dbull ^ n);
-        return lull__mix(h ^ 0xe7037ed1a0b428dbull, h ^ 0x8ebc6af09c88c6e3ull);
+        uint64_t h = lull__mix(a ^ sd->k1, b ^ sd->k2 ^ n);
+        return lull__mix(h ^ LULL_HASH_K2, h ^ 0x8ebc6af09c88c6e3ull);
     }
-    uint64_t h = seed ^ lull__mix(n ^ 0xa0761d6478bd642full, 0xe7037ed1a0b428dbull);
+    uint64_t h = seed ^ lull__mix(n ^ LULL_HASH_K1, LULL_HASH_K2);
     while (n > 16) {
         memcpy(&a, p, 8);
         memcpy(&b, p + 8, 8);
@@ -401,8 +415,12 @@ lull_store *lull_store_create(const struct lull_store_opts *opts)
     s->max_key_len = o.max_key_len;
     s->max_value_len = o.max_value_len;
     s->update_timeout_ns = o.update_timeout_ns;
-    if (getrandom(&s->seed, sizeof(s->seed), GRND_NONBLOCK) != sizeof(s->seed))
-        s->seed = lull__now_ns() ^ (uint64_t)(uintptr_t)s;
+    uint64_t seed;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != sizeof(seed))
+        seed = lull__now_ns() ^ (uint64_t)(uintptr_t)s;
+    s->seed = (struct lull__seed){ seed, seed ^ LULL_HASH_K1, seed ^ LULL_HASH_K2 };
+    /* 8 <= key_len <= min(16, max_key_len); none when max_key_len < 8. */
+    s->fast_len = o.max_key_len < 8 ? 0 : (o.max_key_len < 16 ? o.max_key_len : 16) - 7;
     pthread_mutex_init(&s->resize_lock, NULL);
 
     /* The table's size is lull's to control: liburcu 0.13's auto-resize is
@@ -505,7 +523,7 @@ static void lull__ix_grow(lull_store *s, unsigned long keys)
     lull_read_lock();
     lull__for_each_node(s->ht, &it, node) {
         if (lull__version(node) && !lull__load_relaxed(&node->dead))
-            lull__ix_install(&s->ix, node, lull__hash(node->data, node->snap.key_len, s->seed),
+            lull__ix_install(&s->ix, node, lull__hash(node->data, node->snap.key_len, &s->seed),
                              false);
     }
     lull_read_unlock();
@@ -580,7 +598,7 @@ static inline const struct lull_snap *lull__get_hashed(lull_store *s, const void
 
 static inline const struct lull_snap *lull__get(lull_store *s, const void *key, size_t key_len)
 {
-    return lull__get_hashed(s, key, key_len, lull__hash(key, key_len, s->seed));
+    return lull__get_hashed(s, key, key_len, lull__hash(key, key_len, &s->seed));
 }
 
 /* lull_store_get past its fast path, input checked and hashed: the whole
@@ -601,20 +619,29 @@ lull__get_checked(lull_store *s, const void *key, size_t key_len)
 }
 
 /* The fast path is a hit for a key of 8 to 16 bytes (the ids and tokens
- * servers use) in the first slot of its home bucket whose tag matches: one
- * slot, no loop, no spills.  Anything else -- the second bucket, a dead
- * node, a miss -- goes to lull__get_rest, which repeats the index scan in
- * full; other lengths and bad input to lull__get_checked. */
+ * servers use) in its home bucket: one bucket, no loop, no spills.
+ * Anything else -- the second bucket, a dead node, a miss -- goes to
+ * lull__get_rest, which repeats the index scan in full; other lengths
+ * (and keys over max_key_len) and bad input to lull__get_checked.
+ *
+ * No version test here, unlike lull__get_hashed: a node is put into the
+ * index only by a thread that has seen its version set (the publishing
+ * writer, after lull__seal or lull__finalize; a repairing reader or a
+ * grower, after testing it), and the slot's release store carries that to
+ * the reader's acquire load; so a node in the index is never a pending
+ * insert. */
 const struct lull_snap *lull_store_get(lull_store *s, const void *key, size_t key_len)
 {
     if (lull__likely(s != NULL) && lull__likely(key != NULL) &&
-        lull__likely(key_len - 8 <= 8) /* 8 <= key_len <= 16 */ &&
-        lull__likely(key_len <= s->max_key_len)) {
-        uint64_t hash = lull__hash(key, key_len, s->seed);
+        lull__likely(key_len - 8 < s->fast_len)) {
+        if (key_len - 8 > 8)
+            __builtin_unreachable();    /* fast_len <= 9: lets the hash and the
+                                           key test take their 8..16 forms */
+        uint64_t hash = lull__hash(key, key_len, &s->seed);
         /* Acquire: pairs with the release that published this index. */
         struct lull_node *node =
             lull__ix_find_first(lull__load_acquire(&s->ix), key, key_len, hash);
-        if (lull__likely(node != NULL) && lull__likely(lull__version(node) != 0))
+        if (lull__likely(node != NULL))
             return &node->snap;
         return lull__get_rest(s, key, key_len, hash);
     }
@@ -722,7 +749,7 @@ static int lull__write(lull_store *s, const void *key, size_t key_len,
                        bool prefill, size_t cap_hint, bool publishes)
 {
     const struct lull__key k = { key, key_len };
-    const uint64_t hash = lull__hash(key, key_len, s->seed);
+    const uint64_t hash = lull__hash(key, key_len, &s->seed);
     const uint64_t start = s->update_timeout_ns ? lull__now_ns() : 0;
     struct lull__wbuf w = { .max = s->max_value_len, .key_len = key_len };
     struct lull_update_info res = { LULL_UNCHANGED, 0, 0 };
@@ -976,7 +1003,7 @@ size_t lull__store_ix_bucket(lull_store *s, const void *key, size_t key_len)
     /* Acquire: pairs with the release that published this index (only its
      * size is read). */
     lull__ixw t = lull__load_acquire(&s->ix);
-    return lull__ix_home(lull__hash(key, key_len, s->seed), lull__ixw_mask(t)) / LULL_IX_BUCKET;
+    return lull__ix_home(lull__hash(key, key_len, &s->seed), lull__ixw_mask(t)) / LULL_IX_BUCKET;
 }
 
 /* ------------------------------------------------------------ checker */
@@ -1012,7 +1039,7 @@ int lull_store_check(lull_store *s, FILE *out)
             LULL_BAD("node %p: key length %zu out of range\n", (void *)node, sn->key_len);
         if (sn->value_len > s->max_value_len)
             LULL_BAD("node %p: value length %zu over the limit\n", (void *)node, sn->value_len);
-        uint64_t h = lull__hash(sn->key, sn->key_len, s->seed);
+        uint64_t h = lull__hash(sn->key, sn->key_len, &s->seed);
         if (lull__bitrev(node->ht.reverse_hash) != (unsigned long)h)
             LULL_BAD("node %p: stored hash does not match its key\n", (void *)node);
         struct lull__key k = { sn->key, sn->key_len };
@@ -1042,9 +1069,12 @@ int lull_store_check(lull_store *s, FILE *out)
             LULL_BAD("index slot %zu: node %p was unlinked\n", i, (void *)node);
             continue;
         }
-        uint64_t h = lull__hash(sn->key, sn->key_len, s->seed);
+        uint64_t h = lull__hash(sn->key, sn->key_len, &s->seed);
         if (((i - lull__ix_home(h, mask)) & mask) >= LULL_IX_WINDOW)
             LULL_BAD("index slot %zu: node %p is outside its key's window\n", i, (void *)node);
+        if (lull__ix_bucket(t, h) != &lull__ixw_slots(t)[lull__ix_home(h, mask)])
+            LULL_BAD("index slot %zu: the fast path's home bucket for node %p is not its "
+                     "window's\n", i, (void *)node);
         struct lull__key k = { sn->key, sn->key_len };
         if (lull__lookup(s, &k, h, &it2) != node)
             LULL_BAD("index slot %zu: node %p is not its key's node in the table\n", i,

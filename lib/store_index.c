@@ -42,20 +42,25 @@ lull__ixw lull__ix_new(size_t keys)
         log2++;
     size_t slots = (size_t)1 << log2;
     /* calloc: large tables come as fresh zero pages, touched only as used.
-     * Room for the alignment and, before the slots, the pointer to free. */
+     * Eight spare slots: room for the alignment and the header before it. */
+    _Static_assert(sizeof(struct lull__ixhead) + lull__cacheline - 1 <=
+                       8 * sizeof(struct lull__ixslot), "the index's header fits");
     void *raw = lull__calloc(slots + 8, sizeof(struct lull__ixslot));
     if (!raw)
         return 0;
-    uintptr_t a = ((uintptr_t)raw + sizeof(void *) + lull__cacheline - 1) &
+    uintptr_t a = ((uintptr_t)raw + sizeof(struct lull__ixhead) + lull__cacheline - 1) &
                   ~(uintptr_t)(lull__cacheline - 1);
-    ((void **)a)[-1] = raw;
-    return a | log2;
+    struct lull__ixhead *h = (struct lull__ixhead *)a - 1;
+    h->bytemask = (slots / LULL_IX_BUCKET - 1) * 64;
+    h->mask = slots - 1;
+    h->raw = raw;
+    return a;
 }
 
 void lull__ix_free(lull__ixw w)
 {
     if (w)
-        lull__free(((void **)lull__ixw_slots(w))[-1]);
+        lull__free(lull__ixw_head(w)->raw);
 }
 
 static inline struct lull__ixslot *lull__ix_slot(lull__ixw w, uint64_t hash, unsigned j)

@@ -136,21 +136,33 @@ _Static_assert(LULL_IX_BUCKET == 4 && LULL_IX_BUCKET * sizeof(struct lull__ixslo
                "a bucket is one cache line; lull__ix_tags and lull__ix_find_first "
                "handle its four slots by hand");
 
-/* The index as the store holds it: one word, so that a lookup loads one
- * thing before the bucket -- the slots' address (64-byte aligned) with
- * log2(slots) in its low 6 bits.  Replaced whole when the index grows
- * (release store, acquire loads).  The allocation's own address sits in the
- * word just before the slots (lull__ix_free). */
+/* The index as the store holds it: one word, the slots' address (64-byte
+ * aligned), so that a lookup loads one thing before the bucket.  Replaced
+ * whole when the index grows (release store, acquire loads).  Its size
+ * sits just before the slots, in a header written before the index is
+ * published and never after: a lookup's read of it depends on the word
+ * only, not on the key's hash, and runs while the hash is computed. */
 typedef uintptr_t lull__ixw;
+
+struct lull__ixhead {
+    size_t bytemask;        /* (buckets - 1) * 64: lull__ix_bucket */
+    size_t mask;            /* slots - 1 */
+    void *raw;              /* the allocation, for lull__ix_free */
+};
 
 static inline struct lull__ixslot *lull__ixw_slots(lull__ixw w)
 {
-    return (struct lull__ixslot *)(w & ~(uintptr_t)63);
+    return (struct lull__ixslot *)w;
+}
+
+static inline const struct lull__ixhead *lull__ixw_head(lull__ixw w)
+{
+    return (const struct lull__ixhead *)w - 1;
 }
 
 static inline size_t lull__ixw_mask(lull__ixw w)
 {
-    return ((size_t)1 << (w & 63)) - 1;
+    return lull__ixw_head(w)->mask;
 }
 
 /* The first slot of the bucket a hash selects (the bucket after it:
@@ -159,6 +171,15 @@ static inline size_t lull__ixw_mask(lull__ixw w)
 static inline size_t lull__ix_home(uint64_t hash, size_t mask)
 {
     return ((size_t)hash * LULL_IX_BUCKET) & mask;
+}
+
+/* The same home bucket, as lull__ix_find_first computes it: its byte
+ * offset in one shift and one mask.  (hash * 4 & mask) * 16 keeps bits 6
+ * and up of hash * 64, below the index's size, which is what bytemask
+ * keeps; lull__store_check holds every node in the index to both. */
+static inline const struct lull__ixslot *lull__ix_bucket(lull__ixw w, uint64_t hash)
+{
+    return (const struct lull__ixslot *)(w + (((uintptr_t)hash << 6) & lull__ixw_head(w)->bytemask));
 }
 
 /* Which of a bucket's four slots carry this tag (bit j: slot j).  The tags
@@ -215,23 +236,30 @@ static inline struct lull_node *lull__ix_find(lull__ixw w, const void *key, size
     return NULL;
 }
 
-/* lull__ix_find's common case alone: the first slot of the home bucket
- * whose tag matches.  NULL is "not here", not "absent": the caller then
- * does the whole lookup.  The slot is picked with selects, not a mask and
- * a bit scan: the node pointer is then ready a few cycles after the line,
- * and the node's line is the miss that follows. */
+/* lull__ix_find's common case alone: the key's node, if it sits in its
+ * home bucket.  NULL is "not here", not "absent": the caller then does the
+ * whole lookup.  The slot is picked with selects, not a mask and a bit
+ * scan: the node pointer is then ready a few cycles after the line, and
+ * the node's line is the miss that follows.  Slot 3 needs no tag test: it
+ * is the pick when no other tag matches, and then its node's key (or a
+ * NULL slot) says no -- a tag is only ever a hint.  The price is that a
+ * key outside its home bucket (a tenth of them, at two keys a bucket)
+ * reads another key's node before lull__get_rest.  Loading and picking one
+ * slot at a time keeps two pointers live, not four, and lull_store_get
+ * then saves one register instead of three. */
 static inline struct lull_node *lull__ix_find_first(lull__ixw w, const void *key,
                                                     size_t key_len, uint64_t hash)
 {
-    const struct lull__ixslot *b = &lull__ixw_slots(w)[lull__ix_home(hash, lull__ixw_mask(w))];
+    const struct lull__ixslot *b = lull__ix_bucket(w, hash);
     /* Acquire, all four: pairs with the installer's release store
      * (lull__ix_place) for whichever is picked.  Relaxed tags: hints. */
-    struct lull_node *n3 = lull__load_acquire(&b[3].node), *n2 = lull__load_acquire(&b[2].node),
-                     *n1 = lull__load_acquire(&b[1].node), *n0 = lull__load_acquire(&b[0].node);
-    struct lull_node *n = lull__load_relaxed(&b[3].tag) == hash ? n3 : NULL;
-    n = lull__load_relaxed(&b[2].tag) == hash ? n2 : n;
-    n = lull__load_relaxed(&b[1].tag) == hash ? n1 : n;
-    n = lull__load_relaxed(&b[0].tag) == hash ? n0 : n;
+    struct lull_node *n = lull__load_acquire(&b[3].node);
+    struct lull_node *m = lull__load_acquire(&b[2].node);
+    n = lull__load_relaxed(&b[2].tag) == hash ? m : n;
+    m = lull__load_acquire(&b[1].node);
+    n = lull__load_relaxed(&b[1].tag) == hash ? m : n;
+    m = lull__load_acquire(&b[0].node);
+    n = lull__load_relaxed(&b[0].tag) == hash ? m : n;
     return lull__ix_node_hit(n, key, key_len);
 }
 

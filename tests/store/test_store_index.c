@@ -20,6 +20,11 @@
  *                    cds_lfht without an install reference (a lookup that
  *                    cannot change the index writes nothing), and repaired
  *                    once a slot frees up
+ *   fast_path_bucket lull_store_get's fast path (keys of 8 to 16 bytes) with
+ *                    its home bucket full: each key there gets its own node,
+ *                    a key in the next bucket and an absent key are not
+ *                    mistaken for the node in the bucket's last slot (which
+ *                    the fast path picks when no other tag matches)
  */
 #include "store_testlib.h"
 #include "store_internal.h"   /* the index's test hooks */
@@ -323,6 +328,56 @@ static void test_full_window(void **state)
     assert_int_equal(lull_store_destroy(s), 0);
 }
 
+/* lull_store_get of key inside a section: its value (the 8 bytes put),
+ * or -1 if absent; the snapshot must be key's own. */
+static int64_t get_value(lull_store *s, const char *key)
+{
+    int64_t v = -1;
+    lull_read_lock();
+    const struct lull_snap *sn = lull_store_get(s, key, strlen(key));
+    if (sn) {
+        assert_int_equal(sn->key_len, strlen(key));
+        assert_memory_equal(sn->key, key, strlen(key));
+        assert_int_equal(sn->value_len, sizeof(uint64_t));
+        uint64_t u;
+        memcpy(&u, sn->value, sizeof u);
+        v = (int64_t)u;
+    }
+    lull_read_unlock();
+    return v;
+}
+
+/* Six keys of one home bucket (state: a printf format for keys of 8 or 16
+ * bytes): four fill it, the fifth goes to the next bucket, the sixth is
+ * never put.  Every get goes through the fast path's single bucket. */
+static void test_fast_path_bucket(void **state)
+{
+    const char *fmt = *state;
+    lull_store *s = lull_store_create(NULL);
+    assert_non_null(s);
+    enum { N = 6 };
+    char keys[N][24];
+    size_t n = 0, home = 0;
+    for (unsigned i = 0; n < N && i < 1000000; i++) {
+        snprintf(keys[n], sizeof keys[n], fmt, i);
+        size_t b = lull__store_ix_bucket(s, keys[n], strlen(keys[n]));
+        if (n == 0)
+            home = b;
+        if (b == home)
+            n++;
+    }
+    assert_int_equal(n, N);
+    assert_in_range(strlen(keys[0]), 8, 16);
+    for (unsigned i = 0; i < N - 1; i++)
+        put(s, keys[i], 100 + i);
+    assert_int_equal(ix_used(s), N - 1);
+    for (unsigned i = 0; i < N - 1; i++)
+        assert_int_equal(get_value(s, keys[i]), 100 + i);
+    assert_int_equal(get_value(s, keys[N - 1]), -1);
+    assert_int_equal(lull_store_check(s, stderr), 0);
+    assert_int_equal(lull_store_destroy(s), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +389,8 @@ int main(void)
         cmocka_unit_test_prestate(test_late_owner, ID_KEY),
         cmocka_unit_test(test_grow_keeps_hits),
         cmocka_unit_test(test_full_window),
+        cmocka_unit_test_prestate(test_fast_path_bucket, "id:%05u"),     /* 8 bytes */
+        cmocka_unit_test_prestate(test_fast_path_bucket, "lull:key:%07u"), /* 16 */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
