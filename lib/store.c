@@ -585,13 +585,14 @@ lull__get_slow(lull_store *s, const void *key, size_t key_len, uint64_t hash)
 
 /* The lookup behind get and read, on input already checked and hashed;
  * inside a read-side section.  A hit in the front index linearizes at its
- * read of node->dead (see store_internal.h); anything else asks cds_lfht. */
+ * read of node->dead and is never a pending insert (see store_internal.h);
+ * anything else asks cds_lfht. */
 static inline const struct lull_snap *lull__get_hashed(lull_store *s, const void *key,
                                                        size_t key_len, uint64_t hash)
 {
     /* Acquire: pairs with the release that published this index. */
     struct lull_node *node = lull__ix_find(lull__load_acquire(&s->ix), key, key_len, hash);
-    if (lull__likely(node != NULL) && lull__likely(lull__version(node) != 0))
+    if (lull__likely(node != NULL))
         return &node->snap;
     return lull__get_slow(s, key, key_len, hash);
 }
@@ -622,14 +623,9 @@ lull__get_checked(lull_store *s, const void *key, size_t key_len)
  * servers use) in its home bucket: one bucket, no loop, no spills.
  * Anything else -- the second bucket, a dead node, a miss -- goes to
  * lull__get_rest, which repeats the index scan in full; other lengths
- * (and keys over max_key_len) and bad input to lull__get_checked.
- *
- * No version test here, unlike lull__get_hashed: a node is put into the
- * index only by a thread that has seen its version set (the publishing
- * writer, after lull__seal or lull__finalize; a repairing reader or a
- * grower, after testing it), and the slot's release store carries that to
- * the reader's acquire load; so a node in the index is never a pending
- * insert. */
+ * (and keys over max_key_len) and bad input to lull__get_checked.  A hit
+ * needs no version test: a node in the index is never a pending insert
+ * (store_internal.h). */
 const struct lull_snap *lull_store_get(lull_store *s, const void *key, size_t key_len)
 {
     if (lull__likely(s != NULL) && lull__likely(key != NULL) &&

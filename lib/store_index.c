@@ -52,7 +52,6 @@ lull__ixw lull__ix_new(size_t keys)
                   ~(uintptr_t)(lull__cacheline - 1);
     struct lull__ixhead *h = (struct lull__ixhead *)a - 1;
     h->bytemask = (slots / LULL_IX_BUCKET - 1) * 64;
-    h->mask = slots - 1;
     h->raw = raw;
     return a;
 }
