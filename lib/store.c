@@ -291,11 +291,16 @@ static void lull__tomb_raise(lull_store *s, uint64_t hash, uint64_t v)
  * the version see the node's bytes.  The watermark load follows the node's
  * publication (add_unique's full barrier), so it sees every delete that
  * preceded it. */
+void (*lull__finalize_test_hook)(struct lull_node *n, bool won);
+
 static uint64_t lull__finalize(lull_store *s, struct lull_node *node, uint64_t hash)
 {
     uint64_t v = lull__version(node);
     if (v)
         return v;
+    void (*hook)(struct lull_node *, bool) = lull__load_relaxed(&lull__finalize_test_hook);
+    if (lull__unlikely(hook != NULL))
+        hook(node, false);
     /* acquire (load and failed CAS): pairs with the winner's acq_rel CAS. */
     uint64_t f = __atomic_load_n(&node->fin, __ATOMIC_ACQUIRE);
     if (f)
@@ -304,6 +309,8 @@ static uint64_t lull__finalize(lull_store *s, struct lull_node *node, uint64_t h
     if (!__atomic_compare_exchange_n(&node->fin, &f, mine, false,
                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
         return f;   /* another writer finalised it first: f is its version */
+    if (lull__unlikely(hook != NULL))
+        hook(node, true);
     lull__store_release(&node->snap.version, mine);
     return mine;
 }

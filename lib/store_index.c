@@ -166,6 +166,13 @@ static void lull__ix_place(const lull__ixw *where, struct lull_node *n, uint64_t
     }
     if (!to)
         return;                     /* window full of other keys: cds_lfht only */
+    /* Acquire: pairs with the release store that set the version (lull__seal,
+     * or lull__finalize's winner); the slot's release below carries it on to
+     * readers, so a hit needs no version test (store_internal.h).  0 here:
+     * n is an insert whose finalize this thread lost, and whose winner has
+     * not stored the version yet -- not placed; a lookup repairs it. */
+    if (!lull__load_acquire(&n->snap.version))
+        return;
     /* The tag first: a reader that sees n through a stale tag merely misses.
      * Relaxed: a hint. */
     lull__store_relaxed(&to->tag, hash);

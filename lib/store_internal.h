@@ -123,11 +123,13 @@ void lull__node_trim(void);
  *    no install was in flight, else the last installer) removes n from the
  *    index and retires it.  So a delayed installer never leaves a pointer to
  *    a node after its grace period has begun.
- *  - a node in the index is never a pending insert: it is put there only by
- *    a thread that has seen its version set (the publishing writer, after
- *    lull__seal or lull__finalize; a repairing reader or a grower, after
- *    testing it), and the slot's release store carries that to the
- *    reader's acquire load.  So a hit needs no version test.
+ *  - a node in the index is never a pending insert: lull__ix_place puts a
+ *    node into a slot only after it has read (acquire) the node's version
+ *    set, and the slot's release store carries that to the reader's
+ *    acquire load.  So a hit needs no version test.  (That the installer
+ *    finalized the insert is not enough: a writer that loses
+ *    lull__finalize's race returns the winner's version from the private
+ *    fin word before the winner has stored it in snap.version.)
  */
 #define LULL_IX_UNLINKED (1u << 31)
 #define LULL_IX_BUCKET   4u          /* slots a bucket (one cache line) */
@@ -296,6 +298,12 @@ extern unsigned long lull__ix_grow_skips;
  * installer there; returning false makes this install place nothing (as
  * when the window is full), so that later lookups miss and repair. */
 extern bool (*lull__ix_test_hook)(struct lull_node *n);
+
+/* Tests: called by lull__finalize (store.c) on a pending insert: before its
+ * CAS (won false), and by the writer that won it between the CAS and its
+ * store of snap.version (won true).  Lets a test stop the winner there while
+ * a loser goes on to install the node (NULL: nothing). */
+extern void (*lull__finalize_test_hook)(struct lull_node *n, bool won);
 
 /* Tests: how many times the last installer, not the unlinker, removed and
  * retired a node (the rare path of the protocol above). */

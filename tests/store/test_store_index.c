@@ -20,6 +20,10 @@
  *                    cds_lfht without an install reference (a lookup that
  *                    cannot change the index writes nothing), and repaired
  *                    once a slot frees up
+ *   pending_not_served  a writer that loses the race to finalize an insert
+ *                    installs the node before the winner has stored its
+ *                    version: no lookup may return that snapshot (fails if
+ *                    the index places a node whose version is unset)
  *   fast_path_bucket lull_store_get's fast path (keys of 8 to 16 bytes) with
  *                    its home bucket full: each key there gets its own node,
  *                    a key in the next bucket and an absent key are not
@@ -328,6 +332,89 @@ static void test_full_window(void **state)
     assert_int_equal(lull_store_destroy(s), 0);
 }
 
+/* pending_not_served: writer A inserts the key and is stopped in
+ * lull__finalize before its CAS; writer B, writing the same key, finds A's
+ * node pending, wins the CAS and is stopped before it stores the version.
+ * A then goes on: it adopts B's version and installs the node.  Until B
+ * stores it, a lookup must not return the node (its version is still 0). */
+static struct {
+    bool armed_a, armed_b;
+    sem_t at_a, go_a, at_b, go_b;
+} fin;
+static _Thread_local int fin_role;  /* 1: writer A, 2: writer B */
+
+static void fin_hook(struct lull_node *n, bool won)
+{
+    (void)n;
+    if (!won && fin_role == 1 && __atomic_exchange_n(&fin.armed_a, false, __ATOMIC_ACQ_REL)) {
+        sem_post(&fin.at_a);
+        sem_wait(&fin.go_a);
+    } else if (won && fin_role == 2 && __atomic_exchange_n(&fin.armed_b, false, __ATOMIC_ACQ_REL)) {
+        sem_post(&fin.at_b);
+        sem_wait(&fin.go_b);
+    }
+}
+
+struct fin_arg {
+    lull_store *s;
+    int role;
+    uint64_t v;
+};
+
+static void *fin_writer(void *p)
+{
+    struct fin_arg *a = p;
+    fin_role = a->role;
+    LT_CHECK_EQ(lull_store_put(a->s, tk, strlen(tk), &a->v, sizeof a->v, NULL), 0);
+    return NULL;
+}
+
+static void test_pending_not_served(void **state)
+{
+    tk = *state;
+    lull_store *s = lull_store_create(NULL);
+    assert_non_null(s);
+    memset(&fin, 0, sizeof fin);
+    assert_int_equal(sem_init(&fin.at_a, 0, 0), 0);
+    assert_int_equal(sem_init(&fin.go_a, 0, 0), 0);
+    assert_int_equal(sem_init(&fin.at_b, 0, 0), 0);
+    assert_int_equal(sem_init(&fin.go_b, 0, 0), 0);
+    fin.armed_a = fin.armed_b = true;
+    lull__finalize_test_hook = fin_hook;
+
+    struct fin_arg a = { s, 1, 1 }, b = { s, 2, 2 };
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, fin_writer, &a), 0);
+    sem_wait(&fin.at_a);            /* A: inserted, pending, before its CAS */
+    assert_int_equal(pthread_create(&tb, NULL, fin_writer, &b), 0);
+    sem_wait(&fin.at_b);            /* B: won the CAS, version not stored */
+    sem_post(&fin.go_a);
+    assert_int_equal(pthread_join(ta, NULL), 0);   /* A adopted it and installed */
+
+    /* Asserted once B is released: a failure must not leave it stopped. */
+    uint64_t get_version = 1, read_version = 1, v = 0;
+    size_t len = 0;
+    lull_read_lock();
+    const struct lull_snap *sn = lull_store_get(s, tk, strlen(tk));
+    if (sn)
+        get_version = sn->version;
+    lull_read_unlock();
+    int rc = lull_store_read(s, tk, strlen(tk), &v, sizeof v, &len, &read_version);
+
+    sem_post(&fin.go_b);
+    assert_int_equal(pthread_join(tb, NULL), 0);
+    lull__finalize_test_hook = NULL;
+    assert_int_not_equal(get_version, 0);      /* absent, or a finalized snapshot */
+    assert_true(rc == -ENOENT || (rc == 0 && read_version != 0));
+    assert_int_equal(value_of(s, tk), 2);
+    sem_destroy(&fin.at_a);
+    sem_destroy(&fin.go_a);
+    sem_destroy(&fin.at_b);
+    sem_destroy(&fin.go_b);
+    assert_int_equal(lull_store_check(s, stderr), 0);
+    assert_int_equal(lull_store_destroy(s), 0);
+}
+
 /* lull_store_get of key inside a section: its value (the 8 bytes put),
  * or -1 if absent; the snapshot must be key's own. */
 static int64_t get_value(lull_store *s, const char *key)
@@ -389,6 +476,8 @@ int main(void)
         cmocka_unit_test_prestate(test_late_owner, ID_KEY),
         cmocka_unit_test(test_grow_keeps_hits),
         cmocka_unit_test(test_full_window),
+        cmocka_unit_test_prestate(test_pending_not_served, SHORT_KEY),
+        cmocka_unit_test_prestate(test_pending_not_served, ID_KEY),
         cmocka_unit_test_prestate(test_fast_path_bucket, "id:%05u"),     /* 8 bytes */
         cmocka_unit_test_prestate(test_fast_path_bucket, "lull:key:%07u"), /* 16 */
     };
