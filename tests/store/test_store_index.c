@@ -159,11 +159,15 @@ struct writer_arg {
     uint64_t v;
 };
 
+static void put_arg(const struct writer_arg *a)
+{
+    LT_CHECK_EQ(lull_store_put(a->s, tk, strlen(tk), &a->v, sizeof a->v, NULL), 0);
+}
+
 static void *put_thread(void *p)
 {
-    struct writer_arg *a = p;
     sem_wait(&stage.start);         /* until the main thread has armed the hook for us */
-    LT_CHECK_EQ(lull_store_put(a->s, tk, strlen(tk), &a->v, sizeof a->v, NULL), 0);
+    put_arg(p);
     return NULL;
 }
 
@@ -356,16 +360,15 @@ static void fin_hook(struct lull_node *n, bool won)
 }
 
 struct fin_arg {
-    lull_store *s;
+    struct writer_arg put;
     int role;
-    uint64_t v;
 };
 
 static void *fin_writer(void *p)
 {
     struct fin_arg *a = p;
     fin_role = a->role;
-    LT_CHECK_EQ(lull_store_put(a->s, tk, strlen(tk), &a->v, sizeof a->v, NULL), 0);
+    put_arg(&a->put);
     return NULL;
 }
 
@@ -382,7 +385,7 @@ static void test_pending_not_served(void **state)
     fin.armed_a = fin.armed_b = true;
     lull__finalize_test_hook = fin_hook;
 
-    struct fin_arg a = { s, 1, 1 }, b = { s, 2, 2 };
+    struct fin_arg a = { { s, 1 }, 1 }, b = { { s, 2 }, 2 };
     pthread_t ta, tb;
     assert_int_equal(pthread_create(&ta, NULL, fin_writer, &a), 0);
     sem_wait(&fin.at_a);            /* A: inserted, pending, before its CAS */
