@@ -54,7 +54,7 @@
 #define LULL_TABLE_MIN         1024ul        /* buckets an unlimited store starts with */
 #define LULL_TABLE_MAX         (1ul << 26)   /* buckets it may grow to */
 #define LULL_IX_FIRST          16ul          /* keys the first front index is sized for */
-#define LULL_IX_MAX            (1ul << 26)   /* keys the largest is sized for (2 GiB) */
+#define LULL_IX_MAX            (3ul << 24)   /* keys the largest is sized for: 2^27 slots, 2 GiB */
 
 /* The hash seed, and the seed xored with each constant of the short-key
  * hash's first round (lull__hash), made once by lull_store_create. */
@@ -450,7 +450,7 @@ lull_store *lull_store_create(const struct lull_store_opts *opts)
     /* The front index starts small whatever max_keys says (a store may
      * never fill) and grows with the key count (lull__maybe_grow). */
     s->ix = lull__ix_new(LULL_IX_FIRST);
-    s->ix_at = LULL_IX_FIRST;
+    s->ix_at = s->ix ? lull__ix_grow_at(s->ix) : 0;
     s->ht = s->ix ? cds_lfht_new_flavor(init, LULL_TABLE_MIN, max, 0, &urcu_memb_flavor, NULL)
                   : NULL;
     if (!s->ht) {
@@ -521,9 +521,8 @@ static void lull__ix_grow(lull_store *s, unsigned long keys)
      * store_index.c): the zeroed slots are visible with the pointer. */
     lull__store_release(&s->ix, t);
     /* Relaxed: a hint for lull__maybe_grow's unlocked check; the mutex
-     * orders it for growers.  Buckets hold four keys, windows eight: grow
-     * at two keys a bucket on average. */
-    lull__store_relaxed(&s->ix_at, keys >= LULL_IX_MAX ? 0 : (lull__ixw_mask(t) + 1) / 2);
+     * orders it for growers.  Grow past 1.5 keys a bucket (store_internal.h). */
+    lull__store_relaxed(&s->ix_at, keys >= LULL_IX_MAX ? 0 : lull__ix_grow_at(t));
 
     struct cds_lfht_iter it;
     struct lull_node *node;

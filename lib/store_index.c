@@ -38,7 +38,7 @@ unsigned long lull__ix_late_owners;
 lull__ixw lull__ix_new(size_t keys)
 {
     unsigned log2 = 3;                  /* two buckets of four slots at least */
-    while (((size_t)1 << log2) < keys * 2 && log2 < 42)
+    while (((size_t)1 << log2) * LULL_IX_SLOTS_DEN < keys * LULL_IX_SLOTS_NUM && log2 < 42)
         log2++;
     size_t slots = (size_t)1 << log2;
     /* calloc: large tables come as fresh zero pages, touched only as used.

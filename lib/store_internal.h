@@ -250,10 +250,10 @@ static inline struct lull_node *lull__ix_find(lull__ixw w, const void *key, size
  * the node's line is the miss that follows.  Slot 3 needs no tag test: it
  * is the pick when no other tag matches, and then its node's key (or a
  * NULL slot) says no -- a tag is only ever a hint.  The price is that a
- * key outside its home bucket (one get in twenty in the 1 Ki-key benchmark,
- * at two keys a bucket) reads another key's node before lull__get_rest.  Loading and picking one
- * slot at a time keeps two pointers live, not four, and lull_store_get
- * then saves one register instead of three. */
+ * key outside its home bucket (up to 1.7% of keys, by the index's load:
+ * below) reads another key's node before lull__get_rest.  Loading and
+ * picking one slot at a time keeps two pointers live, not four, and
+ * lull_store_get then saves one register instead of three. */
 static inline struct lull_node *lull__ix_find_first(lull__ixw w, const void *key,
                                                     size_t key_len, uint64_t hash)
 {
@@ -270,7 +270,32 @@ static inline struct lull_node *lull__ix_find_first(lull__ixw w, const void *key
     return lull__ix_node_hit(n, key, key_len);
 }
 
-/* A new index for about `keys` keys (slots: 2 * keys rounded up to a power
+/*
+ * How full the index may get.  A new index has at least 8/3 slots a key
+ * (1.5 keys a bucket at most; a power of two, at least 8 slots), and the
+ * store replaces it by a larger one once its keys pass 3/8 of its slots:
+ * so it holds 0.75 to 1.5 keys a bucket and costs 43-85 bytes a key.
+ * The bound is set by the keys that miss their home bucket -- each one
+ * costs a get the general path, and a full window costs it cds_lfht.  With
+ * random hashes (a simulation of this placement):
+ *
+ *   keys a bucket      0.75    1.0     1.5     2.0
+ *   second bucket      0.1%    0.5%    1.7%    3.5%
+ *   window full        0       0.01%   0.1%    0.75%
+ *
+ * At 2 keys a bucket (the bound before, 32-64 bytes a key), a hot get at
+ * two threads took 1.06x as long (docs/performance.md, "The index's load").
+ */
+#define LULL_IX_SLOTS_NUM 8u         /* a new index: slots >= keys * 8 / 3 */
+#define LULL_IX_SLOTS_DEN 3u
+
+/* The key count past which the store replaces index w (3/8 of its slots). */
+static inline size_t lull__ix_grow_at(lull__ixw w)
+{
+    return (lull__ixw_mask(w) + 1) * LULL_IX_SLOTS_DEN / LULL_IX_SLOTS_NUM;
+}
+
+/* A new index for about `keys` keys (above: slots >= keys * 8 / 3, a power
  * of two, at least 8), all slots empty; 0: out of memory. */
 lull__ixw lull__ix_new(size_t keys);
 void lull__ix_free(lull__ixw w);

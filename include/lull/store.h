@@ -64,7 +64,7 @@ struct lull_snap {              /* immutable; valid until the outermost lull_rea
  * With max_keys set, the hash table is sized for it up front and never
  * grows; unlimited stores grow the table in the background of the writer
  * that crosses a load threshold (outside any read-side section).  Every
- * store also keeps a front index (32-64 bytes a key) that starts small and
+ * store also keeps a front index (43-85 bytes a key) that starts small and
  * is replaced by a larger one the same way as keys come.
  * Threads: any.  Ownership: the caller owns the store until lull_store_destroy.
  */
