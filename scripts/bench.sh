@@ -93,8 +93,9 @@ for l in "${layer_list[@]}"; do
     *) echo "bench.sh: unknown layer '$l' (store, wheel, registry)" >&2; exit 2 ;;
   esac
 done
-# The smoke run also builds and runs (natively, briefly) the callgrind driver.
-[ "$mode" = smoke ] && targets+=(lull_opcount)
+# The smoke run also builds and runs (natively, briefly) the callgrind driver
+# and scripts/ab.sh's A/B program (this build's liblull.so against itself).
+[ "$mode" = smoke ] && targets+=(lull_opcount lull_ab_get lull_shared)
 
 if [ "$do_build" = 1 ]; then
   echo "== building (Release) in $build"
@@ -138,6 +139,13 @@ for t in "${targets[@]}"; do
   if [ "$t" = lull_opcount ]; then
     echo "== opcount: 2000 operations of each kind (natively; scripts/callgrind.sh for counts)"
     "$exe" 2000 "$layers" || { echo "bench.sh: lull_opcount failed" >&2; failed=1; }
+    continue
+  fi
+  [ "$t" = lull_shared ] && continue
+  if [ "$t" = lull_ab_get ]; then
+    so="$build/lib/liblull.so.0"
+    echo "== ab_get: $so against itself, 4 slices (scripts/ab.sh)"
+    "$exe" "$so" "$so" 1024 2 4 || { echo "bench.sh: lull_ab_get failed" >&2; failed=1; }
     continue
   fi
   layer="${t#lull_bench_}"
