@@ -384,6 +384,33 @@ BM_UPD_CONTENDED(lull, enter_lull)
 BM_UPD_CONTENDED(rw, enter_none)
 BM_UPD_CONTENDED(mx, enter_none)
 
+/* --------------------------------------------------------------- the machine */
+
+/*
+ * Not lull: eight independent chains of a shift, an xor and an add, in
+ * registers, no memory.  Its time moves only with how fast the vCPU runs
+ * while the store's cases run (the host's other load, its clock), and its
+ * two-thread figure with the slower of the two vCPUs.  The report prints it
+ * above the table, so that a slow spell shows as one (docs/performance.md,
+ * "Getting stable figures").  An iteration is one item.
+ */
+static void bm_control_alu(lb_state *st)
+{
+    uint64_t a0 = bc_seed(st), a1 = a0 + 1, a2 = a0 + 2, a3 = a0 + 3;
+    uint64_t a4 = a0 + 4, a5 = a0 + 5, a6 = a0 + 6, a7 = a0 + 7, n = 0;
+    while (lb_next_batch(st, BATCH)) {
+        for (int i = 0; i < BATCH; i++, n++) {
+            a0 += n ^ (a0 >> 1); a1 += n ^ (a1 >> 1); a2 += n ^ (a2 >> 1); a3 += n ^ (a3 >> 1);
+            a4 += n ^ (a4 >> 1); a5 += n ^ (a5 >> 1); a6 += n ^ (a6 >> 1); a7 += n ^ (a7 >> 1);
+            /* In general registers, each step: no vector code, nothing folded. */
+            __asm__ volatile("" : "+r"(a0), "+r"(a1), "+r"(a2), "+r"(a3), "+r"(a4), "+r"(a5),
+                                  "+r"(a6), "+r"(a7));
+        }
+    }
+    lb_use(a0 ^ a1 ^ a2 ^ a3 ^ a4 ^ a5 ^ a6 ^ a7);
+    lb_set_items_processed(st, lb_iters(st));
+}
+
 /* ------------------------------------------------------------- registration */
 
 static void reg(const char *name, lb_fn fn, lb_fn setup, int64_t keys)
@@ -430,6 +457,7 @@ int main(int argc, char **argv)
             reg("store/upd_contended/mutex", bm_upd_contended_mx, setup_bl_mxmap, *n);
         }
     }
+    lb_thread_counts(lb_register("store/control/alu", bm_control_alu));
     lb_atexit(bc_fixture_drop);
     return lb_run();
 }

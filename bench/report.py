@@ -254,7 +254,19 @@ def fmt_num(v, unit):
     return f"{v:.1f}" if v < 1000 else f"{v:.0f}"
 
 
-def table(rows, contexts, mode):
+def control_line(cases):
+    """The machine's own speed during the store's cases (bench_store.c,
+    bm_control_alu): a loop of register arithmetic, no memory, no lull."""
+    ns = {c["threads"]: c["ns_per_op"] for c in cases
+          if (c["layer"], c["case"], c["impl"]) == ("store", "control", "alu") and c["ns_per_op"]}
+    if not ns:
+        return None
+    at = ", ".join(f"{ns[t]:.2f} ns at {t} thread{'s' if t > 1 else ''}" for t in sorted(ns))
+    return (f"machine: a register-only loop took {at} (no memory, no lull: higher than "
+            "usual = a slow spell; docs/performance.md)")
+
+
+def table(rows, contexts, mode, cases=()):
     out = []
     ctx = next(iter(contexts.values()), {})
     load = ctx.get("load_avg") or []
@@ -264,6 +276,9 @@ def table(rows, contexts, mode):
     if load and ctx.get("num_cpus") and load[0] > 0.5 * ctx["num_cpus"]:
         out.append(f"NOTE: load average {load[0]:.1f} on {ctx['num_cpus']} CPUs while it ran: "
                    "the machine was busy, figures are noisy.")
+    ctl = control_line(cases)
+    if ctl:
+        out.append(ctl)
     if mode == "smoke":
         out.append("NOTE: smoke run (tiny min_time): a check that everything runs; the "
                    "figures mean nothing.")
@@ -435,7 +450,7 @@ def main():
         mode = args[args.index("--mode") + 1]
     cases, contexts, errors = load(outdir)
     rows = compare(cases)
-    text = table(rows, contexts, mode)
+    text = table(rows, contexts, mode, cases)
     if errors:
         text += "\nERRORS:\n" + "\n".join("  " + e for e in errors) + "\n"
     res = {"generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "mode": mode,
