@@ -16,8 +16,9 @@
  * the same host.  It measures change, not speed: the shared library's
  * get costs more than a program's (docs/performance.md).
  */
-#include <dlfcn.h>
-#include <lull/store.h>
+#include "common.h"
+#include "lull_fns.h"
+
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,15 +26,11 @@
 #include <string.h>
 #include <time.h>
 
-enum { KEY_LEN = 16, VALUE_LEN = 64, OPS = 100000, MAX_THREADS = 16, MAX_SLICES = 4000 };
+enum { OPS = 100000, MAX_THREADS = 16, MAX_SLICES = 4000 };
 
 struct lib {
     const char *path;
-    __typeof__(lull_store_create) *create;
-    __typeof__(lull_store_put) *put;
-    __typeof__(lull_store_get) *get;
-    __typeof__(lull_read_lock) *lock;
-    __typeof__(lull_read_unlock) *unlock;
+    struct lull_fns f;
     lull_store *store;
 };
 
@@ -51,55 +48,19 @@ static double now_ns(void)
     return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
 }
 
-static uint64_t next_random(uint64_t *s)    /* splitmix64, as bench/common.h */
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-static void make_key(unsigned char k[KEY_LEN], uint64_t i)
-{
-    memcpy(k, "lull:key", 8);
-    memcpy(k + 8, &i, 8);
-}
-
-static int sym(void *h, const char *path, const char *name, void *fp, size_t len)
-{
-    void *p = dlsym(h, name);
-    if (!p) {
-        fprintf(stderr, "ab_get: %s: no %s\n", path, name);
-        return -1;
-    }
-    memcpy(fp, &p, len);        /* void * to a function pointer, as POSIX allows */
-    return 0;
-}
-
 static int load(struct lib *l)
 {
-    /* RTLD_LOCAL: the two builds' symbols stay apart (liburcu, which both
-     * link, is loaded once and shared, as it is in any program). */
-    void *h = dlopen(l->path, RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
-        fprintf(stderr, "ab_get: %s\n", dlerror());
+    if (!lull_fns_load(l->path, &l->f))
         return -1;
-    }
-    if (sym(h, l->path, "lull_store_create", &l->create, sizeof l->create) ||
-        sym(h, l->path, "lull_store_put", &l->put, sizeof l->put) ||
-        sym(h, l->path, "lull_store_get", &l->get, sizeof l->get) ||
-        sym(h, l->path, "lull_read_lock", &l->lock, sizeof l->lock) ||
-        sym(h, l->path, "lull_read_unlock", &l->unlock, sizeof l->unlock))
-        return -1;
-    if (!(l->store = l->create(NULL))) {
+    if (!(l->store = l->f.create(NULL))) {
         perror("ab_get: lull_store_create");
         return -1;
     }
-    unsigned char k[KEY_LEN], v[VALUE_LEN] = { 0 };
+    unsigned char k[BC_KEY_LEN], v[BC_VALUE_LEN] = { 0 };
     for (uint64_t i = 0; i < keys; i++) {
-        make_key(k, i);
+        bc_key(k, i);
         memcpy(v, &i, 8);
-        int rc = l->put(l->store, k, sizeof k, v, sizeof v, NULL);
+        int rc = l->f.put(l->store, k, sizeof k, v, sizeof v, NULL);
         if (rc) {
             fprintf(stderr, "ab_get: %s: put: %s\n", l->path, strerror(-rc));
             return -1;
@@ -119,19 +80,19 @@ static void *run(void *arg)
     int t = (int)(intptr_t)arg;
     uint64_t seed = 0x6c756c6cULL * (uint64_t)(t + 1), sum = 0;
     unsigned long miss = 0;
-    unsigned char k[KEY_LEN];
+    unsigned char k[BC_KEY_LEN];
     for (int i = 0; i < 2; i++) {   /* register with both before timing */
-        libs[i].lock();
-        libs[i].unlock();
+        libs[i].f.lock();
+        libs[i].f.unlock();
     }
     for (int s = 0; s < slices; s++) {
         const struct lib *l = &libs[lib_of(s)];
         pthread_barrier_wait(&barrier);
         double t0 = now_ns();
         for (int i = 0; i < OPS; i++) {
-            make_key(k, (uint64_t)(((unsigned __int128)next_random(&seed) * keys) >> 64));
-            l->lock();
-            const struct lull_snap *sn = l->get(l->store, k, sizeof k);
+            bc_key(k, bc_pick(bc_rand(&seed), keys));
+            l->f.lock();
+            const struct lull_snap *sn = l->f.get(l->store, k, sizeof k);
             if (sn) {
                 uint64_t v;
                 memcpy(&v, sn->value, 8);
@@ -139,7 +100,7 @@ static void *run(void *arg)
             } else {
                 miss++;
             }
-            l->unlock();
+            l->f.unlock();
         }
         ns[s][t] = (now_ns() - t0) / OPS;
     }

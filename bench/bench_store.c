@@ -24,8 +24,8 @@
 #include "baselines/lfhtmap.h"
 #include "baselines/lockmap.h"
 #include "common.h"
+#include "lull_fns.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <lull/store.h>
 #include <stdbool.h>
@@ -42,17 +42,8 @@ static void fill_value(unsigned char v[BC_VALUE_LEN], uint64_t i)
         v[j] = (unsigned char)(i * 31 + (uint64_t)j);
 }
 
-/* The lull functions a fixture and get_so use: the linked static library's,
- * or liblull.so.0's (below).  Typed from the header's prototypes. */
-struct lull_fns {
-    __typeof__(lull_store_create) *create;
-    __typeof__(lull_store_put) *put;
-    __typeof__(lull_store_get) *get;
-    __typeof__(lull_store_destroy) *destroy;
-    __typeof__(lull_read_lock) *lock;
-    __typeof__(lull_read_unlock) *unlock;
-};
-
+/* A store of n keys, built through f (lull_fns.h): the linked static
+ * library's functions, or liblull.so.0's (get_so, below). */
 static void *make_store(const struct lull_fns *f, int64_t n)
 {
     lull_store *s = f->create(NULL);   /* the defaults a user gets */
@@ -86,31 +77,12 @@ static void destroy_lull(void *s) { lull_store_destroy(s); }
  * dlopen()able (docs/performance.md, "The shared library"). */
 static struct lull_fns so;
 
-static bool so_sym(void *h, const char *name, void *fp, size_t len)
-{
-    void *p = dlsym(h, name);
-    if (!p)
-        fprintf(stderr, "bench_store: %s: %s\n", name, dlerror());
-    memcpy(fp, &p, len);   /* void * to a function pointer, as POSIX allows */
-    return p != NULL;
-}
-
 static bool so_load(void)
 {
     static int loaded;     /* 0: not tried, 1: loaded, -1: failed (setup is single-threaded) */
-    if (loaded)
-        return loaded > 0;
-    void *h = dlopen(LULL_BENCH_SO, RTLD_NOW | RTLD_LOCAL);
-    if (!h)
-        fprintf(stderr, "bench_store: %s\n", dlerror());
-    bool ok = h && so_sym(h, "lull_store_create", &so.create, sizeof so.create) &&
-              so_sym(h, "lull_store_put", &so.put, sizeof so.put) &&
-              so_sym(h, "lull_store_get", &so.get, sizeof so.get) &&
-              so_sym(h, "lull_store_destroy", &so.destroy, sizeof so.destroy) &&
-              so_sym(h, "lull_read_lock", &so.lock, sizeof so.lock) &&
-              so_sym(h, "lull_read_unlock", &so.unlock, sizeof so.unlock);
-    loaded = ok ? 1 : -1;  /* never dlclose()d: its stores live in bc_fixture */
-    return ok;
+    if (!loaded)
+        loaded = lull_fns_load(LULL_BENCH_SO, &so) ? 1 : -1;
+    return loaded > 0;     /* never dlclose()d: its stores live in bc_fixture */
 }
 static void *make_lull_so(int64_t n) { return so_load() ? make_store(&so, n) : NULL; }
 static void destroy_lull_so(void *s) { so.destroy(s); }

@@ -298,6 +298,8 @@ static uint64_t lull__finalize(lull_store *s, struct lull_node *node, uint64_t h
     uint64_t v = lull__version(node);
     if (v)
         return v;
+    /* Relaxed: orders nothing; a test sets the hook before it starts the
+     * writers it stops (pthread_create orders it) and clears it after. */
     void (*hook)(struct lull_node *, bool) = lull__load_relaxed(&lull__finalize_test_hook);
     if (lull__unlikely(hook != NULL))
         hook(node, false);

@@ -202,6 +202,8 @@ void lull__ix_install(const lull__ixw *where, struct lull_node *n, uint64_t hash
 {
     if (!ref && (!lull__ix_worth(where, n, hash) || !lull__ix_ref(n)))
         return;
+    /* Relaxed: orders nothing; a test sets the hook before it starts the
+     * threads it stops (pthread_create orders it) and clears it after. */
     bool (*hook)(struct lull_node *) = lull__load_relaxed(&lull__ix_test_hook);
     if (lull__likely(hook == NULL) || hook(n))
         lull__ix_place(where, n, hash);
